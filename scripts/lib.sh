@@ -1,0 +1,63 @@
+# Shared set-up helpers for the scripts in this folder (source it, do not run it).
+# Every function is idempotent and reuses caches kept outside the clone
+# ($NS_CACHE: venvs keyed by the hash of their pin file, the pip wheel cache).
+set -euo pipefail
+
+NS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NS_CACHE="${NS_CACHE:-$HOME/.cache/neurostation}"
+NS_PYTHON="${NS_PYTHON:-python3}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+mkdir -p "$NS_CACHE"
+
+ns_log() { printf '[neurostation] %s\n' "$*" >&2; }
+
+# Install Debian packages that are missing (podman for the tool container, debootstrap for
+# its base image, chromium for the browser test). Needs root, as on these machines.
+ns_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  ns_log "apt-get install ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}" >/dev/null
+}
+
+ns_hash() { cat "$@" | sha256sum | cut -c1-12; }
+
+# ns_cached_venv NAME PINFILE... -> prints the venv path; (re)built when the pins change.
+ns_cached_venv() {
+  local name="$1"; shift
+  local venv="$NS_CACHE/$name-$(ns_hash "$@")"
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+    ns_log "creating $name venv in $venv (pip, a few minutes on a fresh machine)"
+    rm -rf "$venv"
+    "$NS_PYTHON" -m venv "$venv"
+    local req=(); for f in "$@"; do req+=(-r "$f"); done
+    "$venv/bin/pip" install -q "${req[@]}" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+    "$venv/bin/python" -c "import sys" && touch "$venv/.complete"
+  fi
+  echo "$venv"
+}
+
+# The package venv lives in the clone (.venv) so tools in "local" job mode find it;
+# the runtime pins come from requirements/runtime.txt, the same file the container uses.
+ns_package_venv() {
+  local venv="$NS_ROOT/.venv" stamp
+  stamp="$(ns_hash "$NS_ROOT/requirements/runtime.txt" "$NS_ROOT/requirements/test.txt" "$NS_ROOT/pyproject.toml")"
+  if [ ! -f "$venv/.stamp" ] || [ "$(cat "$venv/.stamp")" != "$stamp" ]; then
+    ns_log "creating package venv in $venv"
+    rm -rf "$venv"
+    "$NS_PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$NS_ROOT/requirements/runtime.txt" -r "$NS_ROOT/requirements/test.txt" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+    "$venv/bin/pip" install -q --no-deps -e "$NS_ROOT" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+    "$venv/bin/neurostation" --version >/dev/null
+    echo "$stamp" > "$venv/.stamp"
+  fi
+  echo "$venv"
+}
+
+ns_tooling_venv() { ns_cached_venv tooling "$NS_ROOT/requirements/tooling.txt"; }
+ns_galaxy_venv() { ns_cached_venv galaxy "$NS_ROOT/requirements/galaxy.txt"; }

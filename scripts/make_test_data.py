@@ -1,0 +1,53 @@
+"""Regenerate the small files in test-data/ (run with the package venv: .venv/bin/python).
+
+Synthetic stacks carry known values and voxel sizes so tests can check them exactly;
+the NIfTI files are nibabel's own test data (MIT licence), copied as they are.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import nibabel
+import numpy as np
+import tifffile
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test-data")
+
+
+def ramp(shape, dtype, steps=(100, 10, 1)):
+    """A volume whose value at (z, y, x) is z*steps[0] + y*steps[1] + x*steps[2]."""
+    z, y, x = np.indices(shape)
+    return (z * steps[0] + y * steps[1] + x * steps[2]).astype(dtype)
+
+
+def main():
+    os.makedirs(ROOT, exist_ok=True)
+    out = lambda name: os.path.join(ROOT, name)  # noqa: E731
+    # ImageJ hyperstack as Fiji writes it: 0.5 um pixels, 2 um z-spacing.
+    tifffile.imwrite(out("stack_imagej.tif"), ramp((5, 24, 32), np.uint16), imagej=True,
+                     resolution=(1 / 0.5, 1 / 0.5), metadata={"axes": "ZYX", "spacing": 2.0, "unit": "um"})
+    # OME-TIFF with physical sizes 250 nm x 250 nm x 1 um.
+    tifffile.imwrite(out("stack.ome.tif"), ramp((4, 16, 20), np.uint8, (50, 2, 1)), ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25,
+                               "PhysicalSizeZ": 1.0, "PhysicalSizeXUnit": "µm",
+                               "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"})
+    # A truncated copy: the header survives, the pixel data does not.
+    with open(out("stack_imagej.tif"), "rb") as handle:
+        data = handle.read()
+    with open(out("truncated.tif"), "wb") as handle:
+        handle.write(data[: len(data) // 3])
+    with open(out("not_an_image.txt"), "w") as handle:
+        handle.write("x\ty\n1\t2\n")
+    nib_data = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data")
+    for name in ("functional.nii", "anatomical.nii"):
+        shutil.copy(os.path.join(nib_data, name), out(name))
+    # A small precomputed volume (test input for the neuroglancer_precomputed datatype).
+    shutil.rmtree(out("vol_ome"), ignore_errors=True)
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
+                    out("stack.ome.tif"), "-o", out("vol_ome"), "--chunk-size", "8,8,2"], check=True)
+
+
+if __name__ == "__main__":
+    main()

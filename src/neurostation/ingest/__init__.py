@@ -1,0 +1,1 @@
+"""Ingest stage: turn microscope and scanner files into volumes."""

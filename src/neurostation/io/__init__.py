@@ -1,0 +1,1 @@
+"""Readers and writers for the formats NeuroStation takes in and puts out."""

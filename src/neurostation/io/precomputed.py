@@ -1,0 +1,117 @@
+"""Neuroglancer precomputed volumes through cloud-volume, readable by TensorStore and Neuroglancer.
+
+Chunks are written uncompressed (`compress=False`): cloud-volume's default gzips them and
+names them `*.gz`, which TensorStore then silently reads as zeros (DESIGN.md §3).
+A volume is complete only when its completion record (`neurostation.json`) exists; it is
+written last, so an interrupted run is never mistaken for a finished volume.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from .. import __version__
+from ..errors import UserError
+
+RECORD = "neurostation.json"
+
+
+def to_url(path_or_url):
+    """A cloud-volume URL for a local folder, file:// URL or cloud URL."""
+    text = str(path_or_url)
+    if "://" in text:
+        return text
+    return "file://" + os.path.abspath(text)
+
+
+def _cloudfiles(url):
+    from cloudfiles import CloudFiles
+
+    return CloudFiles(url)
+
+
+def open_volume(path_or_url, mip=0):
+    """Open an existing volume read-only, with a clear error when it is not one."""
+    from cloudvolume import CloudVolume
+    from cloudvolume.exceptions import InfoUnavailableError
+
+    url = to_url(path_or_url)
+    try:
+        return CloudVolume(url, mip=mip, fill_missing=False, progress=False, bounded=True)
+    except (InfoUnavailableError, ValueError, KeyError, OSError) as exc:
+        raise UserError(f"cannot open precomputed volume {url}: {exc}") from None
+
+
+def read_record(url):
+    """The completion record of a volume, or None when the volume is incomplete."""
+    raw = _cloudfiles(to_url(url)).get(RECORD)
+    return json.loads(raw) if raw else None
+
+
+def write_record(url, **facts):
+    """Write the completion record (last step of every writer)."""
+    record = {"complete": True, "neurostation_version": __version__, **facts}
+    _cloudfiles(to_url(url)).put(RECORD, json.dumps(record, indent=1).encode(), compress=None,
+                                 content_type="application/json")
+
+
+def create_volume(url, shape_xyz, dtype, voxel_size_nm, num_channels=1, layer_type="image",
+                  encoding="raw", chunk_size=(64, 64, 64)):
+    """Create (or overwrite the info of) a single-scale volume and return it writable."""
+    from cloudvolume import CloudVolume
+
+    info = CloudVolume.create_new_info(
+        num_channels=num_channels, layer_type=layer_type, data_type=str(np.dtype(dtype)),
+        encoding=encoding, resolution=[float(v) for v in voxel_size_nm], voxel_offset=[0, 0, 0],
+        volume_size=[int(n) for n in shape_xyz],
+        chunk_size=[int(min(c, n)) for c, n in zip(chunk_size, shape_xyz)],
+    )
+    try:
+        vol = CloudVolume(to_url(url), info=info, compress=False, progress=False,
+                          non_aligned_writes=True, fill_missing=True)
+        files = _cloudfiles(vol.cloudpath)
+        files.delete(RECORD)  # a re-created volume is incomplete until written again
+        vol.commit_info()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot write a volume at {url}: {exc}") from None
+    return vol
+
+
+def describe_precomputed(path_or_url):
+    """Scales, chunking, encoding, bounds and completion state of a precomputed volume."""
+    vol = open_volume(path_or_url)
+    info = vol.info
+    scales = [
+        {
+            "key": s["key"],
+            "resolution": [float(r) for r in s["resolution"]],
+            "size": [int(n) for n in s["size"]],
+            "chunk_size": [int(n) for n in s["chunk_sizes"][0]],
+            "encoding": s["encoding"],
+            "voxel_offset": [int(n) for n in s.get("voxel_offset", [0, 0, 0])],
+        }
+        for s in info["scales"]
+    ]
+    record = read_record(vol.cloudpath)
+    return {
+        "format": "precomputed",
+        "axes": "XYZC",
+        "shape": tuple(scales[0]["size"]) + (int(info["num_channels"]),),
+        "dtype": info["data_type"],
+        "voxel_size": tuple(scales[0]["resolution"]),
+        "voxel_unit": "nm",
+        "layer_type": info["type"],
+        "scales": scales,
+        "complete": bool(record and record.get("complete")),
+        "url": vol.cloudpath,
+    }
+
+
+def iter_volume_blocks(path_or_url, mip, slab=64):
+    """Yield z-slabs of one scale of a volume (memory: one slab)."""
+    vol = open_volume(path_or_url, mip=mip)
+    bounds = vol.bounds
+    for z0 in range(bounds.minpt[2], bounds.maxpt[2], slab):
+        z1 = min(z0 + slab, bounds.maxpt[2])
+        yield np.asarray(vol[bounds.minpt[0]:bounds.maxpt[0], bounds.minpt[1]:bounds.maxpt[1], z0:z1])

@@ -1,0 +1,1 @@
+"""Storage stage: describe, write and read chunked multi-resolution volumes."""
