@@ -1,5 +1,6 @@
 """NIfTI-1: header facts (shape, voxel size in the header's unit, affine, TR) and slab streaming."""
 
+import logging
 import os
 
 import nibabel as nib
@@ -8,22 +9,32 @@ import numpy as np
 from ..errors import UserError
 
 _SPACE_UNITS = {"mm": "mm", "micron": "um", "meter": "mm"}
+_QUIET = logging.getLogger("neurostation.nifti.check")
+_QUIET.propagate = False
+_QUIET.addHandler(logging.NullHandler())
 _TIME_TO_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
 
 def load_nifti(path):
-    """Open a NIfTI image lazily; a damaged file or header becomes a one-line UserError."""
+    """Open a NIfTI image lazily; a damaged header or zero voxel size becomes a UserError.
+
+    The header is checked as stored: nibabel would silently replace a zero voxel size by 1.
+    """
     name = os.path.basename(path)
     try:
-        img = nib.Nifti1Image.from_filename(path)
+        with nib.openers.ImageOpener(path) as handle:
+            raw = nib.Nifti1Header.from_fileobj(handle, check=False)
+        ndim = int(raw["dim"][0])
+        zooms = [float(z) for z in raw["pixdim"][1 : 1 + min(max(ndim, 1), 3)]]
+        if not all(np.isfinite(z) and z > 0 for z in zooms):
+            raise UserError(f"NIfTI {name} has a zero or invalid voxel size {tuple(zooms)}")
+        # Problems of level 30 and above (wrong header size, bad magic, bad dims) are fatal.
+        raw.check_fix(logger=_QUIET, error_level=30)
+        return nib.Nifti1Image.from_filename(path)
+    except UserError:
+        raise
     except Exception as exc:  # nibabel raises many types on damaged headers/gzip streams
         raise UserError(f"cannot read NIfTI {name}: {exc}") from None
-    zooms = img.header.get_zooms()[:3]
-    if img.ndim < 3 and len(zooms) < 3:
-        zooms = tuple(zooms) + (1.0,) * (3 - len(zooms))
-    if not all(np.isfinite(z) and z > 0 for z in zooms[: min(img.ndim, 3)]):
-        raise UserError(f"NIfTI {name} has a zero or invalid voxel size {tuple(map(float, zooms))}")
-    return img
 
 
 def describe_nifti(path):
