@@ -19,7 +19,8 @@ from ..io.tiff import describe_tiff, iter_tiff_blocks
 from ..progress import progress
 from ..units import UNIT_NM, convert, normalize_unit, parse_xyz
 
-DTYPES = ("uint8", "uint16", "uint32", "uint64", "float32")
+# Data types Neuroglancer precomputed holds; float64 is stored as float32 (with a warning).
+DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")
 
 
 def add_parser(subparsers):
@@ -85,6 +86,9 @@ def run(args):
         print(f"warning: {name} carries no voxel size; assuming 1,1,1 nm (give --voxel-size)",
               file=sys.stderr)
         size, unit = (1.0, 1.0, 1.0), "nm"
+    if np.dtype(dtype).name == "float64":
+        print(f"warning: {name} is float64; storing float32", file=sys.stderr)
+        dtype, blocks = "float32", (b.astype(np.float32) for b in blocks)
     if np.dtype(dtype).name not in DTYPES:
         raise UserError(f"{name} has dtype {dtype}; precomputed volumes take {', '.join(DTYPES)}")
     size_nm = convert(size, normalize_unit(unit), "nm")

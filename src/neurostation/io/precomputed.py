@@ -18,11 +18,19 @@ RECORD = "neurostation.json"
 
 
 def to_url(path_or_url):
-    """A cloud-volume URL for a local folder, file:// URL or cloud URL."""
+    """A cloud-volume URL for a local folder, file:// URL or cloud URL (scheme checked)."""
+    from cloudfiles.paths import ALLOWED_PROTOCOLS
+
     text = str(path_or_url)
-    if "://" in text:
-        return text
-    return "file://" + os.path.abspath(text)
+    if text.startswith("precomputed://"):
+        text = text[len("precomputed://"):]
+    if "://" not in text:
+        return "file://" + os.path.abspath(text)
+    scheme = text.split("://", 1)[0]
+    if scheme not in ALLOWED_PROTOCOLS:
+        raise UserError(f"unsupported volume URL scheme {scheme}:// in {text}: use a folder or "
+                        f"one of {', '.join(p + '://' for p in ALLOWED_PROTOCOLS[:4])}")
+    return text
 
 
 def _cloudfiles(url):
