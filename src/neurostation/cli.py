@@ -9,11 +9,12 @@ import sys
 
 from . import __version__
 from .errors import UserError
+from .ingest import stitch
 from .ingest import volume as ingest_volume
 from .storage import info
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
-COMMANDS = (ingest_volume, info)
+COMMANDS = (ingest_volume, stitch, info)
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,113 +1,127 @@
-"""`neurostation ingest`: a TIFF / OME-TIFF / NIfTI volume -> Neuroglancer precomputed, streamed.
+"""`neurostation ingest`: TIFF slices / stacks, OME-TIFF, zip of slices or NIfTI -> a
+Neuroglancer precomputed volume with its whole resolution pyramid, written box by box.
 
-Planes are read and written one chunk-row of z at a time, so memory is bounded by
-chunk_z planes, never by the volume. Voxel size comes from the file's metadata unless
---voxel-size/--voxel-unit supply it; it is stored in nm, and the source's affine (NIfTI)
-goes into the completion record, which is written last.
+Voxel size comes from the file's metadata unless --voxel-size/--voxel-unit supply it; it is
+stored in nm. A NIfTI's affine goes into the completion record, which is written last.
 """
 
+import json
 import os
+import shutil
 import sys
 
 import numpy as np
 
+from ..chunks.pool import resolve_jobs
 from ..errors import UserError
-from ..io.detect import detect_format
-from ..io.nifti import describe_nifti, iter_nifti_blocks
-from ..io.precomputed import create_volume, write_record
-from ..io.tiff import describe_tiff, iter_tiff_blocks
-from ..progress import progress
+from ..io.precomputed import create_volume, to_url
+from ..io.sources import open_source, workdir
+from ..storage.scales import plan_factors
+from ..storage.write import write_pyramid
 from ..units import UNIT_NM, convert, normalize_unit, parse_xyz
 
-# Data types Neuroglancer precomputed holds; float64 is stored as float32 (with a warning).
+# Data types Neuroglancer precomputed holds.
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")
+ENCODINGS = ("raw", "jpeg", "compressed_segmentation")
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "ingest", help="convert an image stack to a Neuroglancer precomputed volume",
-        description="Convert a multi-page TIFF, OME-TIFF or 3D NIfTI-1 into a Neuroglancer "
-        "precomputed volume (uncompressed chunks, readable by Neuroglancer and TensorStore), "
-        "streaming one chunk-row of z-planes at a time.",
-        epilog="example: neurostation ingest stack.ome.tif -o ./volume --voxel-size 0.5,0.5,2 "
-        "--voxel-unit um",
+        "ingest", help="convert images to a multi-resolution Neuroglancer precomputed volume",
+        description="Convert 2D TIFF slices (files, a folder or a zip), a multi-page TIFF, an "
+        "OME-TIFF or a 3D NIfTI-1 into a Neuroglancer precomputed volume with its whole "
+        "resolution pyramid (images averaged, labels by mode), readable by Neuroglancer, "
+        "TensorStore and cloud-volume. Memory is bounded by one box of chunks, not the volume; "
+        "an interrupted run resumes where it stopped when re-run with the same arguments.",
+        epilog="example: neurostation ingest slices/*.tif -o ./volume --voxel-size 0.5,0.5,2 "
+        "--voxel-unit um --jobs 4",
     )
-    p.add_argument("input", help="TIFF, OME-TIFF or NIfTI-1 file")
-    p.add_argument("-o", "--output", required=True, help="output folder or URL (file://, s3://, gs://)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="TIFF slices (sorted naturally by name), a folder or zip of them, one "
+                   "multi-page TIFF / OME-TIFF, or one 3D NIfTI-1")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder or URL (file://, s3://, gs://)")
+    p.add_argument("--names", nargs="+", metavar="NAME",
+                   help="names of the inputs, used for sorting slices (Galaxy element identifiers)")
     p.add_argument("--voxel-size", help="X,Y,Z voxel size overriding the file's metadata")
     p.add_argument("--voxel-unit", default="nm", choices=sorted(UNIT_NM),
                    help="unit of --voxel-size (default nm)")
-    p.add_argument("--layer-type", choices=("image", "segmentation"), default="image")
-    p.add_argument("--chunk-size", default="64,64,64", help="X,Y,Z chunk size in voxels (default 64,64,64)")
+    p.add_argument("--layer-type", choices=("image", "segmentation"), default="image",
+                   help="image (pyramid by averaging) or segmentation (labels, by mode)")
+    p.add_argument("--chunk-size", help="X,Y,Z chunk size in voxels (default 64,64,64, or "
+                   "128,128,64 for anisotropic voxels)")
+    p.add_argument("--encoding", choices=ENCODINGS, default="raw",
+                   help="chunk encoding: raw (default), jpeg (uint8 images, lossy), "
+                   "compressed_segmentation (uint32/uint64 labels)")
+    p.add_argument("--levels", type=int, help="number of downsampled scales (default: until "
+                   "x and y fit in one chunk)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    p.add_argument("--reference", help="also write a JSON reference {\"url\": ...} to the volume here")
     p.set_defaults(func=run)
     return p
 
 
-def _tiff_layout(facts, name):
-    axes = facts["axes"].upper()
-    if axes not in ("YX", "ZYX", "YXS", "ZYXS", "QYX", "IYX"):
-        raise UserError(f"{name} has axes {axes}; ingest takes z-stacks (ZYX, optionally RGB samples)")
-    shape = dict(zip(axes.replace("Q", "Z").replace("I", "Z"), facts["shape"]))
-    return (shape["X"], shape["Y"], shape.get("Z", 1)), shape.get("S", 1)
+def _default_chunk(voxel_nm):
+    anisotropic = voxel_nm[2] >= 2 * min(voxel_nm[0], voxel_nm[1])
+    return (128, 128, 64) if anisotropic else (64, 64, 64)
 
 
-def _source(path, name):
-    """(shape_xyz, channels, dtype, voxel_size, unit, blocks-as-(x,y,z,c), extra record facts)."""
-    kind = detect_format(path)
-    if kind == "tiff":
-        facts = describe_tiff(path)
-        shape, channels = _tiff_layout(facts, name)
-        tail = 3 if channels > 1 else 2  # trailing (y, x[, s]) axes of every block
-
-        def blocks():
-            for block in iter_tiff_blocks(path):
-                zyxc = block.reshape((-1,) + block.shape[-tail:] + ((1,) if channels == 1 else ()))
-                yield np.transpose(zyxc, (2, 1, 0, 3))  # (z, y, x, c) -> (x, y, z, c)
-
-        return shape, channels, facts["dtype"], facts["voxel_size"], facts["voxel_unit"], blocks(), {}
-    if kind == "nifti":
-        facts = describe_nifti(path)
-        if len(facts["shape"]) > 3 and any(n > 1 for n in facts["shape"][3:]):
-            raise UserError(f"{name} is a 4D NIfTI ({facts['shape']}); ingest takes 3D volumes")
-        shape = tuple(facts["shape"][:3]) + (1,) * (3 - len(facts["shape"][:3]))
-        blocks = (b.reshape(b.shape[:3] + (1,)) for b in iter_nifti_blocks(path, slab=1))
-        extra = {"source_affine": facts["affine"], "source_unit": facts["voxel_unit"]}
-        return shape, 1, facts["dtype"], facts["voxel_size"], facts["voxel_unit"], blocks, extra
-    raise UserError(f"{name} is already a precomputed volume; use it directly")
+def _check_encoding(encoding, dtype, channels, layer_type):
+    if encoding == "jpeg" and (dtype != np.uint8 or channels not in (1, 3)):
+        raise UserError(f"jpeg encoding takes uint8 images with 1 or 3 channels, not "
+                        f"{dtype} with {channels} channels: use --encoding raw")
+    if encoding == "compressed_segmentation" and (
+            layer_type != "segmentation" or dtype not in (np.uint32, np.uint64)):
+        raise UserError("compressed_segmentation encoding takes uint32/uint64 labels with "
+                        "--layer-type segmentation")
 
 
 def run(args):
-    name = os.path.basename(args.input)
-    chunk = tuple(int(v) for v in parse_xyz(args.chunk_size, "--chunk-size"))
-    shape, channels, dtype, size, unit, blocks, extra = _source(args.input, name)
-    if args.voxel_size:
-        size, unit = parse_xyz(args.voxel_size), args.voxel_unit
-    elif size is None or size[2] is None:
-        print(f"warning: {name} carries no voxel size; assuming 1,1,1 nm (give --voxel-size)",
-              file=sys.stderr)
-        size, unit = (1.0, 1.0, 1.0), "nm"
-    if np.dtype(dtype).name == "float64":
-        print(f"warning: {name} is float64; storing float32", file=sys.stderr)
-        dtype, blocks = "float32", (b.astype(np.float32) for b in blocks)
-    if np.dtype(dtype).name not in DTYPES:
-        raise UserError(f"{name} has dtype {dtype}; precomputed volumes take {', '.join(DTYPES)}")
-    size_nm = convert(size, normalize_unit(unit), "nm")
-    vol = create_volume(args.output, shape, dtype, size_nm, num_channels=channels,
-                        layer_type=args.layer_type, chunk_size=chunk)
-    # Buffer one chunk-row of z-planes, then write it chunk-aligned.
-    buffer, z0 = [], 0
-    for block in progress(blocks, total=shape[2], desc="writing planes"):
-        buffer.append(block)
-        if sum(b.shape[2] for b in buffer) >= chunk[2]:
-            slab = np.concatenate(buffer, axis=2)
-            vol[:, :, z0:z0 + slab.shape[2]] = slab
-            z0 += slab.shape[2]
-            buffer = []
-    if buffer:
-        slab = np.concatenate(buffer, axis=2)
-        vol[:, :, z0:z0 + slab.shape[2]] = slab
-        z0 += slab.shape[2]
-    if z0 != shape[2]:
-        raise UserError(f"{name}: expected {shape[2]} planes, read {z0}")
-    write_record(args.output, command="ingest", source=name, voxel_size=list(size),
-                 voxel_unit=normalize_unit(unit), **extra)
+    jobs = resolve_jobs(args.jobs)
+    url = to_url(args.output)
+    tmp = workdir()
+    try:
+        source = open_source(args.inputs, args.names, tmp)
+        dtype = source.dtype
+        if dtype.name not in DTYPES:
+            raise UserError(f"input data type {dtype.name} cannot be stored; precomputed volumes "
+                            f"take {', '.join(DTYPES)}")
+        if args.voxel_size:
+            size, unit = parse_xyz(args.voxel_size), args.voxel_unit
+        elif source.voxel_size is None or None in source.voxel_size:
+            print("warning: the input carries no voxel size; assuming 1,1,1 nm "
+                  "(give --voxel-size and --voxel-unit)", file=sys.stderr)
+            size, unit = (1.0, 1.0, 1.0), "nm"
+        else:
+            size, unit = source.voxel_size, source.voxel_unit
+        voxel_nm = convert(size, normalize_unit(unit), "nm")
+        chunk = (tuple(int(v) for v in parse_xyz(args.chunk_size, "--chunk-size"))
+                 if args.chunk_size else _default_chunk(voxel_nm))
+        _check_encoding(args.encoding, dtype, source.channels, args.layer_type)
+        if args.levels is not None and args.levels < 0:
+            raise UserError(f"--levels must be 0 or more, got {args.levels}")
+        chunk = tuple(min(c, n) for c, n in zip(chunk, source.shape))
+        factors = plan_factors(source.shape, voxel_nm, chunk, args.levels)
+        create_volume(url, source.shape, dtype, voxel_nm, num_channels=source.channels,
+                      layer_type=args.layer_type, encoding=args.encoding, chunk_size=chunk,
+                      factors=[tuple(f) for f in _totals(factors)[1:]])
+        record = {"command": "ingest", "sources": getattr(source, "names", [getattr(source, "name", "")]),
+                  "voxel_size": list(size), "voxel_unit": normalize_unit(unit), **source.extra}
+        params = {"inputs": [os.path.abspath(p) for p in args.inputs], "chunk": chunk,
+                  "factors": factors, "layer_type": args.layer_type, "encoding": args.encoding,
+                  "voxel_nm": voxel_nm, "names": args.names}
+        write_pyramid(source, url, source.shape, dtype, source.channels, chunk, factors,
+                      args.layer_type, jobs, params, record)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.reference:
+        with open(args.reference, "w", encoding="utf-8") as handle:
+            json.dump({"url": url}, handle)
+            handle.write("\n")
+
+
+def _totals(factors):
+    from ..storage.scales import cumulative
+
+    return cumulative(factors)

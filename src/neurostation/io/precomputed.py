@@ -65,25 +65,42 @@ def write_record(url, **facts):
 
 
 def create_volume(url, shape_xyz, dtype, voxel_size_nm, num_channels=1, layer_type="image",
-                  encoding="raw", chunk_size=(64, 64, 64)):
-    """Create (or overwrite the info of) a single-scale volume and return it writable."""
+                  encoding="raw", chunk_size=(64, 64, 64), factors=()):
+    """Write the info of a volume with a scale per cumulative factor; return it writable."""
     from cloudvolume import CloudVolume
 
+    chunk = [int(min(c, n)) for c, n in zip(chunk_size, shape_xyz)]
     info = CloudVolume.create_new_info(
         num_channels=num_channels, layer_type=layer_type, data_type=str(np.dtype(dtype)),
         encoding=encoding, resolution=[float(v) for v in voxel_size_nm], voxel_offset=[0, 0, 0],
-        volume_size=[int(n) for n in shape_xyz],
-        chunk_size=[int(min(c, n)) for c, n in zip(chunk_size, shape_xyz)],
+        volume_size=[int(n) for n in shape_xyz], chunk_size=chunk,
     )
     try:
-        vol = CloudVolume(to_url(url), info=info, compress=False, progress=False,
-                          non_aligned_writes=True, fill_missing=True)
-        files = _cloudfiles(vol.cloudpath)
-        files.delete(RECORD)  # a re-created volume is incomplete until written again
+        vol = CloudVolume(to_url(url), info=info, compress=False, progress=False)
+        for factor in factors:
+            vol.meta.add_scale(factor, encoding=encoding, chunk_size=chunk)
+        if encoding == "compressed_segmentation":
+            for scale in vol.info["scales"]:
+                scale["compressed_segmentation_block_size"] = [8, 8, 8]
+        _cloudfiles(vol.cloudpath).delete(RECORD)  # incomplete until written again
         vol.commit_info()
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot write a volume at {url}: {exc}") from None
     return vol
+
+
+_OPEN = {}
+
+
+def write_box(url, mip, box, data):
+    """Write an (x, y, z, c) block at `box` of scale `mip` (chunk-aligned), uncompressed."""
+    from cloudvolume import CloudVolume
+
+    key = (url, mip)
+    if key not in _OPEN:  # one handle per process and scale
+        _OPEN[key] = CloudVolume(to_url(url), mip=mip, compress=False, progress=False,
+                                 fill_missing=True)
+    _OPEN[key][box.slices()] = data
 
 
 def describe_precomputed(path_or_url):

@@ -26,7 +26,7 @@ class _Complaints(logging.Handler):
 
 
 @contextlib.contextmanager
-def _open(path):
+def open_tiff(path, check=True):
     """Open a TIFF; a damaged or truncated file becomes a one-line UserError."""
     name = os.path.basename(path)
     logger = logging.getLogger("tifffile")
@@ -104,7 +104,7 @@ def _plain_voxel_size(tif):
 
 def describe_tiff(path):
     """Axes, shape, dtype and voxel size (with unit and its source) of a TIFF's first series."""
-    with _open(path) as tif:
+    with open_tiff(path) as tif:
         if not tif.series:
             raise UserError(f"TIFF {os.path.basename(path)} holds no image")
         series = tif.series[0]
@@ -128,7 +128,7 @@ def describe_tiff(path):
 
 def iter_tiff_blocks(path):
     """Yield the first series plane by plane (memory: one plane), failing clearly if truncated."""
-    with _open(path) as tif:
+    with open_tiff(path) as tif:
         series = tif.series[0]
         pages = series.pages if len(series.pages) > 1 else [None]
         for page in pages:

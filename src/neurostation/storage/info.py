@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 from ..io.detect import detect_format, read_reference
 from ..io.nifti import describe_nifti, iter_nifti_blocks
 from ..io.precomputed import describe_precomputed, iter_volume_blocks
@@ -15,6 +17,8 @@ from ..stats import RunningStats
 _CHANNEL_AXES = "CS"
 # z-planes read at once when streaming NIfTI and precomputed values.
 SLAB = 16
+# Value range of a precomputed volume: from the finest scale with at most this many voxels.
+STATS_MAX_VOXELS = 1 << 28
 
 
 def add_parser(subparsers):
@@ -59,10 +63,12 @@ def describe(path, stats=True):
             lambda: iter_nifti_blocks(path, SLAB)
     else:
         facts = describe_precomputed(path)
-        coarsest = len(facts["scales"]) - 1
-        facts["stats_scale"] = coarsest
-        total = -(-facts["scales"][coarsest]["size"][2] // SLAB)
-        blocks = lambda: iter_volume_blocks(path, coarsest, SLAB)  # noqa: E731
+        scale = next((i for i, s in enumerate(facts["scales"])
+                      if np.prod(s["size"], dtype=np.int64) <= STATS_MAX_VOXELS),
+                     len(facts["scales"]) - 1)
+        facts["stats_scale"] = scale
+        total = -(-facts["scales"][scale]["size"][2] // SLAB)
+        blocks = lambda: iter_volume_blocks(path, scale, SLAB)  # noqa: E731
     facts.update({f"size_{k}": v for k, v in _sizes(facts["axes"], facts["shape"]).items()})
     if stats:
         acc = RunningStats()
