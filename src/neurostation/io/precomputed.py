@@ -51,6 +51,29 @@ def open_volume(path_or_url, mip=0):
         raise UserError(f"cannot open precomputed volume {url}: {exc}") from None
 
 
+def resolve_volume(path_or_url):
+    """The URL of a volume given as a folder, a URL or a JSON reference file."""
+    from .detect import detect_format, read_reference
+
+    if "://" not in str(path_or_url) and detect_format(path_or_url) == "reference":
+        return to_url(read_reference(path_or_url))
+    return to_url(path_or_url)
+
+
+def open_complete(path_or_url, mip=0):
+    """Open a volume for reading, refusing one whose writer did not finish."""
+    url = resolve_volume(path_or_url)
+    vol = open_volume(url)
+    if not read_record(url):
+        raise UserError(f"volume {url} is incomplete (no {RECORD}): the run that wrote it was "
+                        "interrupted; re-run it with the same arguments to finish it")
+    if not 0 <= mip < len(vol.info["scales"]):
+        raise UserError(f"--mip {mip} does not exist: the volume has scales 0 to "
+                        f"{len(vol.info['scales']) - 1}")
+    vol.mip = mip
+    return vol
+
+
 def read_record(url):
     """The completion record of a volume, or None when the volume is incomplete."""
     raw = _cloudfiles(to_url(url)).get(RECORD)
