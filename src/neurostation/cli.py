@@ -11,10 +11,10 @@ from . import __version__
 from .errors import UserError
 from .ingest import stitch
 from .ingest import volume as ingest_volume
-from .storage import cutout, info
+from .storage import cutout, info, pyramid
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
-COMMANDS = (ingest_volume, stitch, info, cutout)
+COMMANDS = (ingest_volume, stitch, info, cutout, pyramid)
 
 
 class Parser(argparse.ArgumentParser):

@@ -16,7 +16,7 @@ from ..chunks.pool import resolve_jobs
 from ..errors import UserError
 from ..io.precomputed import create_volume, to_url
 from ..io.sources import open_source, workdir
-from ..storage.scales import plan_factors
+from ..storage.scales import cumulative, plan_factors
 from ..storage.write import write_pyramid
 from ..units import UNIT_NM, convert, normalize_unit, parse_xyz
 
@@ -105,7 +105,7 @@ def run(args):
         factors = plan_factors(source.shape, voxel_nm, chunk, args.levels)
         create_volume(url, source.shape, dtype, voxel_nm, num_channels=source.channels,
                       layer_type=args.layer_type, encoding=args.encoding, chunk_size=chunk,
-                      factors=[tuple(f) for f in _totals(factors)[1:]])
+                      factors=cumulative(factors)[1:])
         record = {"command": "ingest", "sources": getattr(source, "names", [getattr(source, "name", "")]),
                   "voxel_size": list(size), "voxel_unit": normalize_unit(unit), **source.extra}
         params = {"inputs": [os.path.abspath(p) for p in args.inputs], "chunk": chunk,
@@ -120,8 +120,3 @@ def run(args):
             json.dump({"url": url}, handle)
             handle.write("\n")
 
-
-def _totals(factors):
-    from ..storage.scales import cumulative
-
-    return cumulative(factors)

@@ -47,14 +47,15 @@ def _passes(factors, chunk, dtype, channels):
 class _BoxTask:
     """Read a box from the source, write it and the coarser scales it determines (picklable)."""
 
-    def __init__(self, source, url, first_mip, levels, layer_type):
+    def __init__(self, source, url, first_mip, levels, layer_type, write_source):
         self.source, self.url = source, url
         self.first_mip, self.levels, self.layer_type = first_mip, levels, layer_type
+        self.write_source = write_source
 
     def __call__(self, item):
         key, box, bounds = item
         data = self.source.read(box)
-        if self.first_mip == 0:
+        if self.first_mip == 0 and self.write_source:
             write_box(self.url, 0, box, data)
         for i, factor in enumerate(self.levels):
             data = downsample(data, factor, self.layer_type)
@@ -65,8 +66,11 @@ class _BoxTask:
 
 
 def write_pyramid(source, url, shape, dtype, channels, chunk, factors, layer_type, jobs,
-                  params, record):
-    """Write `source` (shape x, y, z) and all `factors` scales into the volume at `url`."""
+                  params, record, write_source=True):
+    """Write `source` (shape x, y, z) and all `factors` scales into the volume at `url`.
+
+    With write_source=False, scale 0 is already in place (the source is the volume itself)
+    and only the coarser scales are written."""
     journal = Journal(url, params)
     done = journal.done()
     totals = cumulative(factors)
@@ -80,7 +84,7 @@ def write_pyramid(source, url, shape, dtype, channels, chunk, factors, layer_typ
             level_shape = tuple(-(-n // f) for n, f in zip(level_shape, factor))
             bounds.append(level_shape)
         src = source if first_mip == 0 else VolumeSource(url, first_mip)
-        task = _BoxTask(src, url, first_mip, levels, layer_type)
+        task = _BoxTask(src, url, first_mip, levels, layer_type, write_source)
         items = [(f"m{first_mip}_{box.key}", box, bounds) for box in plan_boxes(src_shape, box_size)]
         todo = [item for item in items if item[0] not in done]
         for _ in run_tasks(task, todo, jobs=jobs, desc=f"writing scales {first_mip}-{first_mip + len(levels)}"):
