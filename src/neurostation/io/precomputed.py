@@ -19,17 +19,18 @@ RECORD = "neurostation.json"
 
 def to_url(path_or_url):
     """A cloud-volume URL for a local folder, file:// URL or cloud URL (scheme checked)."""
-    from cloudfiles.paths import ALLOWED_PROTOCOLS
+    from cloudfiles import paths
 
+    paths.update_aliases_from_file()  # protocol aliases for S3-compatible servers
     text = str(path_or_url)
     if text.startswith("precomputed://"):
         text = text[len("precomputed://"):]
     if "://" not in text:
         return "file://" + os.path.abspath(text)
     scheme = text.split("://", 1)[0]
-    if scheme not in ALLOWED_PROTOCOLS:
+    if scheme not in paths.ALLOWED_PROTOCOLS:
         raise UserError(f"unsupported volume URL scheme {scheme}:// in {text}: use a folder or "
-                        f"one of {', '.join(p + '://' for p in ALLOWED_PROTOCOLS[:4])}")
+                        f"one of {', '.join(p + '://' for p in paths.ALLOWED_PROTOCOLS[:4])}")
     return text
 
 
@@ -107,8 +108,9 @@ def create_volume(url, shape_xyz, dtype, voxel_size_nm, num_channels=1, layer_ty
                 scale["compressed_segmentation_block_size"] = [8, 8, 8]
         _cloudfiles(vol.cloudpath).delete(RECORD)  # incomplete until written again
         vol.commit_info()
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot write a volume at {url}: {exc}") from None
+    except Exception as exc:  # storage back ends raise their own types (botocore, google, OS)
+        detail = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
+        raise UserError(f"cannot write a volume at {url}: {detail}") from None
     return vol
 
 
