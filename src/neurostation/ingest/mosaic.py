@@ -122,19 +122,44 @@ def _tukey(n, alpha=0.5):
     return 0.5 * (1 - np.cos(np.pi * np.minimum(edge, 1.0)))
 
 
+def ncc_map(search, template):
+    """Normalised cross-correlation of `template` at every position fully inside `search`
+    (as skimage.feature.match_template, without pulling in scipy.signal): FFT correlation
+    over the search's local sums (cumulative-sum boxes); 0 where the search is flat."""
+    from scipy import fft
+
+    th, tw = template.shape
+    t = template - template.mean()
+    size = [fft.next_fast_len(n, real=True) for n in search.shape]
+    corr = fft.irfft2(fft.rfft2(search, size) * np.conj(fft.rfft2(t, size)), size)
+    out_h, out_w = search.shape[0] - th + 1, search.shape[1] - tw + 1
+    corr = corr[:out_h, :out_w]
+
+    def box(a):  # sums of a over every template-sized box
+        c = np.pad(a, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+        return c[th:, tw:] - c[:-th, tw:] - c[th:, :-tw] + c[:-th, :-tw]
+
+    shifted = search - search.mean()  # keeps the box sums well conditioned
+    variance = box(shifted ** 2) - box(shifted) ** 2 / (th * tw)
+    denom = np.sqrt(np.clip(variance, 0, None) * (t * t).sum())
+    flat = denom <= 1e-9 * max(float(denom.max()), 1e-300)
+    return np.where(flat, 0.0, corr / np.where(flat, 1.0, denom))
+
+
 def register_windows(task):
-    """Measure one pair from its windows (a pool worker; task = (win_a, win_b, k0, margin)).
+    """Measure one pair from its windows (a pool worker; task = (key, win_a, win_b, k0,
+    margin); the key comes back first, as results may come back in any order).
 
     The integer offset is the best normalised cross-correlation (robust to noise and smooth
     content) within +-margin of the nominal k0; skimage's upsampled-DFT correlation of the
     overlap at that offset adds the subpixel part (tapered, so the crop's borders do not pull
-    it to whole pixels; unnormalised, which is steadier than phase normalisation in noise). Returns (offset (x, y) of b's window in a's,
-    score = NCC of the overlap, smaller window standard deviation, peak at the search limit).
+    it to whole pixels; unnormalised, which is steadier than phase normalisation in noise).
+    Returns (key, offset (x, y) of b's window in a's, score = NCC of the overlap, smaller
+    window standard deviation, best match at the search limit).
     """
-    from skimage.feature import match_template
     from skimage.registration import phase_cross_correlation
 
-    win_a, win_b, k0, margin = task
+    key, win_a, win_b, k0, margin = task
     win_a, win_b = win_a.astype(np.float64), win_b.astype(np.float64)
     spread = float(min(win_a.std(), win_b.std()))
     nominal = np.rint(k0).astype(int)
@@ -142,8 +167,8 @@ def register_windows(task):
         _search_1d(n, int(o), margin) for n, o in zip(win_a.shape[::-1], nominal))
     template = win_b[ty0:ty1, tx0:tx1]
     if spread == 0 or tx1 - tx0 < 2 or ty1 - ty0 < 2 or template.std() == 0:
-        return np.asarray(k0, float), 0.0, spread, False
-    ncc = match_template(win_a[sy0:sy1, sx0:sx1], template)
+        return key, np.asarray(k0, float), 0.0, spread, False
+    ncc = ncc_map(win_a[sy0:sy1, sx0:sx1], template)
     jy, jx = np.unravel_index(np.argmax(ncc), ncc.shape)
     at_limit = margin > 0 and (min(jx, jy) == 0 or max(jx, jy) == 2 * margin)
     k = nominal + np.array([jx, jy]) - margin
@@ -153,7 +178,7 @@ def register_windows(task):
                                              (part_b - part_b.mean()) * taper,
                                              upsample_factor=UPSAMPLE, normalization=None)
     fine = np.array([rx, ry]) if max(abs(rx), abs(ry)) <= 1 else np.zeros(2)
-    return k + fine, _ncc(part_a, part_b), spread, at_limit
+    return key, k + fine, _ncc(part_a, part_b), spread, at_limit
 
 
 def overlap_width(tile_shape, nominal):
@@ -164,9 +189,10 @@ def overlap_width(tile_shape, nominal):
 def register_pairs(tiles, pairs, nominal, max_shift=None, mapper=map):
     """Measure every pair (a, b) of tile indices; `nominal` holds each tile's nominal (x, y).
     The search reaches max_shift px from nominal (default: half the overlap width; at most
-    3/4 of it, so that a quarter of the overlap always remains to compare). `mapper` (e.g. a
-    process pool's map) runs the registrations. Returns Edge objects."""
-    edges, tasks, offsets = [], [], []
+    3/4 of it, so that a quarter of the overlap always remains to compare). `mapper(func,
+    tasks)` runs the registrations (in a pool, say) and may return results in any order.
+    Returns Edge objects."""
+    edges, tasks, to_shifts = [], [], {}
     for a, b in pairs:
         edge = Edge(a, b, np.asarray(nominal[b], float) - np.asarray(nominal[a], float))
         width = overlap_width(tiles[a].shape, edge.nominal)
@@ -176,13 +202,12 @@ def register_pairs(tiles, pairs, nominal, max_shift=None, mapper=map):
         if found is None:
             edge.shift, edge.reason = edge.nominal.copy(), "no overlap"
         else:
-            win_a, win_b, k0, to_shift = found
-            tasks.append((win_a, win_b, k0, margin))
-            offsets.append((edge, to_shift))
+            win_a, win_b, k0, to_shifts[len(edges)] = found
+            tasks.append((len(edges), win_a, win_b, k0, margin))
         edges.append(edge)
-    for (edge, to_shift), (k, score, spread, at_limit) in zip(
-            offsets, mapper(register_windows, tasks)):
-        edge.shift, edge.score, edge.spread = k + to_shift, score, spread
+    for key, k, score, spread, at_limit in mapper(register_windows, tasks):
+        edge = edges[key]
+        edge.shift, edge.score, edge.spread = k + to_shifts[key], score, spread
         edge.reason = "best match at the search limit" if at_limit else ""
     return edges
 

@@ -10,19 +10,22 @@ import csv
 import os
 import re
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import tifffile
 
+from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.detect import detect_format
+from ..io.sources import natural_key
 from ..io.tiff import describe_tiff, iter_tiff_blocks
 from ..progress import progress
 from ..units import UNIT_NM, convert, normalize_unit
 from . import mosaic
 
 ORDERS = ("row-major", "snake")
+_KINDS = {"nifti": "NIfTI file", "precomputed": "precomputed volume",
+          "reference": "volume reference"}
 
 
 def add_parser(subparsers):
@@ -64,7 +67,7 @@ def add_parser(subparsers):
                    "stitched on its own and the mosaic is a z-stack (ZYX) (default 1)")
     p.add_argument("--max-shift", type=float, metavar="PX",
                    help="how far (pixels) a tile may be from its nominal offset to a "
-                   "neighbour (default: half the overlap; at most 3/4 of it)")
+                   "neighbour (default: half the overlap width; never more than 3/4 of it)")
     p.add_argument("--min-score", type=float, metavar="S",
                    help="accept tile pairs whose overlap NCC is at least S (default: "
                    "data-driven, from the scores of all pairs)")
@@ -72,23 +75,10 @@ def add_parser(subparsers):
                    help="pixel size (and section spacing), overriding the first tile's")
     p.add_argument("--voxel-unit", default="nm", choices=sorted(UNIT_NM),
                    help="unit of --voxel-size (default nm)")
-    p.add_argument("--jobs", type=int, default=_default_jobs(), metavar="N",
-                   help="processes for the pairwise registrations (default: $GALAXY_SLOTS, "
-                   "else 1)")
+    p.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="parallel processes for the tile pairs (default: GALAXY_SLOTS, else 1)")
     p.set_defaults(func=run)
     return p
-
-
-def _default_jobs():
-    try:
-        return max(1, int(os.environ.get("GALAXY_SLOTS", "1")))
-    except ValueError:
-        return 1
-
-
-def natural_key(text):
-    """Sort key that orders embedded numbers by value: tile_2 before tile_10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 def parse_grid(text):
@@ -120,10 +110,10 @@ def _check_options(args):
                         f"got {args.overlap:g}")
     if args.sections < 1:
         raise UserError(f"--sections must be 1 or more, got {args.sections}")
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be 1 or more, got {args.jobs}")
     if args.max_shift is not None and args.max_shift <= 0:
         raise UserError(f"--max-shift must be a positive number of pixels, got {args.max_shift:g}")
+    if args.voxel_size:
+        parse_voxel_size(args.voxel_size)
     if args.min_score is not None and not -1 <= args.min_score <= 1:
         raise UserError(f"--min-score is a correlation in [-1, 1], got {args.min_score:g}")
     return rows, cols
@@ -155,8 +145,8 @@ def _describe_tile(name, path):
     try:
         kind = detect_format(path)
         if kind != "tiff":
-            raise UserError(f"{os.path.basename(path)} is a {kind} file; stitch takes 2D TIFF "
-                            "tiles")
+            raise UserError(f"{os.path.basename(path)} is a {_KINDS.get(kind, kind)}; stitch "
+                            "takes 2D TIFF tiles")
         facts = describe_tiff(path)
     except UserError as exc:
         raise UserError(f"{_about(name, path)}{exc}") from None
@@ -240,18 +230,17 @@ class Section:
         return [read_tile(name, path, tile_shape) for name, path in self.tiles]
 
 
-def register_section(section, tile_shape, args, stage, mapper):
+def register_section(section, tile_shape, args, stage, jobs):
     """Measure, judge and solve one section; sets its positions and edges."""
     nominal = section.nominal(tile_shape, args.overlap, stage)
     pairs = mosaic.neighbour_pairs(section.cells)
     images = section.read(tile_shape)
+    desc = "registering tile pairs" + (f" of section {section.index}" if args.sections > 1 else "")
 
-    def counted(func, tasks):
-        desc = "registering tile pairs" + (f" of section {section.index}" if args.sections > 1
-                                           else "")
-        return progress(mapper(func, tasks), total=len(tasks), desc=desc)
+    def mapper(func, tasks):
+        return run_tasks(func, tasks, jobs, desc=desc)
 
-    section.edges = mosaic.register_pairs(images, pairs, nominal, args.max_shift, counted)
+    section.edges = mosaic.register_pairs(images, pairs, nominal, args.max_shift, mapper)
     mosaic.judge_edges(section.edges, args.min_score)
     section.positions = mosaic.solve_positions(len(images), section.edges, nominal)
 
@@ -266,32 +255,35 @@ def _report(section, sections):
         reasons = sorted({e.reason for e in rejected})
         print(f"warning: {len(rejected)} of {len(section.edges)} tile pairs{where} rejected "
               f"({'; '.join(reasons)})", file=sys.stderr)
-    loose = [names[i] for i in range(len(names)) if i not in held and len(names) > 1]
+    loose = [name for i, name in enumerate(names) if i not in held] if len(names) > 1 else []
     if loose:
-        print(f"warning: no reliable pair for {', '.join(loose)}{where}; placed at nominal "
-              "offsets to their neighbours", file=sys.stderr)
+        listed = ", ".join(loose[:10]) + (f" and {len(loose) - 10} more" if len(loose) > 10 else "")
+        print(f"warning: no reliable pair for {listed}{where}; placed at nominal offsets to "
+              "their neighbours", file=sys.stderr)
+
+
+def _write_tsv(path, header, rows):
+    with open(path, "w", encoding="utf-8") as out:
+        for row in [header, *rows]:
+            out.write("\t".join(row) + "\n")
 
 
 def write_tables(sections, positions_path, edges_path):
     """positions.tsv (and edges.tsv): one row per tile (per pair); a section column first
     when there are several sections."""
     lead = ["section"] if len(sections) > 1 else []
-    with open(positions_path, "w", encoding="utf-8") as out:
-        out.write("\t".join(lead + ["tile", "row", "col", "x", "y"]) + "\n")
-        for s in sections:
-            first = [str(s.index)] if lead else []
-            for (name, _), (r, c), (x, y) in zip(s.tiles, s.cells, s.positions):
-                out.write("\t".join(first + [name, str(r), str(c), f"{x:.3f}", f"{y:.3f}"]) + "\n")
-    if not edges_path:
-        return
-    with open(edges_path, "w", encoding="utf-8") as out:
-        out.write("\t".join(lead + ["tile_a", "tile_b", "dx", "dy", "score", "accepted"]) + "\n")
-        for s in sections:
-            first = [str(s.index)] if lead else []
-            for e in s.edges:
-                out.write("\t".join(first + [
-                    s.tiles[e.a][0], s.tiles[e.b][0], f"{e.shift[0]:.3f}", f"{e.shift[1]:.3f}",
-                    f"{e.score:.4f}", "yes" if e.accepted else "no"]) + "\n")
+
+    def first(s):
+        return [str(s.index)] if lead else []
+
+    _write_tsv(positions_path, lead + ["tile", "row", "col", "x", "y"], (
+        first(s) + [name, str(r), str(c), f"{x:.3f}", f"{y:.3f}"]
+        for s in sections for (name, _), (r, c), (x, y) in zip(s.tiles, s.cells, s.positions)))
+    if edges_path:
+        _write_tsv(edges_path, lead + ["tile_a", "tile_b", "dx", "dy", "score", "accepted"], (
+            first(s) + [s.tiles[e.a][0], s.tiles[e.b][0], f"{e.shift[0]:.3f}",
+                        f"{e.shift[1]:.3f}", f"{e.score:.4f}", "yes" if e.accepted else "no"]
+            for s in sections for e in s.edges))
 
 
 def _resolution(args, facts):
@@ -313,6 +305,8 @@ def write_mosaic(path, sections, tile_shape, dtype, args, facts):
     shapes = [mosaic.canvas_shape(s.positions, tile_shape) for s in sections]
     canvas = tuple(max(sh[i] for sh in shapes) for i in range(2))
     keywords, extra = _resolution(args, facts)
+    size = len(sections) * canvas[0] * canvas[1] * dtype.itemsize
+    keywords["bigtiff"] = size > 2**32 - 2**25  # classic TIFF offsets stop at 4 GiB
 
     def pages():
         for s in progress(sections, desc="blending sections"):
@@ -342,15 +336,10 @@ def run(args):
         stage = read_stage_positions(args.stage_positions, [name for name, _ in tiles])
     sections = [Section(k, tiles[k * per_section:(k + 1) * per_section], rows, cols, args.order)
                 for k in range(args.sections)]
-    pool = ProcessPoolExecutor(args.jobs) if args.jobs > 1 and per_section > 2 else None
-    try:
-        mapper = pool.map if pool else map
-        for section in sections:
-            register_section(section, tile_shape, args, stage, mapper)
-            _report(section, args.sections)
-    finally:
-        if pool:
-            pool.shutdown()
+    jobs = resolve_jobs(args.jobs)
+    for section in sections:
+        register_section(section, tile_shape, args, stage, jobs)
+        _report(section, args.sections)
     write_tables(sections, args.positions, args.edges)
     height, width = write_mosaic(args.output, sections, tile_shape, dtype, args, facts)
     accepted = sum(e.accepted for s in sections for e in s.edges)
