@@ -114,18 +114,30 @@ def create_volume(url, shape_xyz, dtype, voxel_size_nm, num_channels=1, layer_ty
     return vol
 
 
-_OPEN = {}
+_SCALES = {}
 
 
 def write_box(url, mip, box, data):
-    """Write an (x, y, z, c) block at `box` of scale `mip` (chunk-aligned), uncompressed."""
-    from cloudvolume import CloudVolume
+    """Write an (x, y, z, c) block at `box` of scale `mip`: each chunk encoded and stored
+    under its Neuroglancer name, uncompressed (the box is chunk-aligned or ends at the edge)."""
+    from cloudvolume.chunks import encode
 
-    key = (url, mip)
-    if key not in _OPEN:  # one handle per process and scale
-        _OPEN[key] = CloudVolume(to_url(url), mip=mip, compress=False, progress=False,
-                                 fill_missing=True)
-    _OPEN[key][box.slices()] = data
+    if (url, mip) not in _SCALES:  # the scale's layout, read once per process
+        info = json.loads(_cloudfiles(url).get("info"))
+        _SCALES[(url, mip)] = info["scales"][mip]
+    scale = _SCALES[(url, mip)]
+    chunk, size = scale["chunk_sizes"][0], scale["size"]
+    block_size = scale.get("compressed_segmentation_block_size")
+    files = []
+    for x0 in range(box.start[0], box.stop[0], chunk[0]):
+        for y0 in range(box.start[1], box.stop[1], chunk[1]):
+            for z0 in range(box.start[2], box.stop[2], chunk[2]):
+                start = (x0, y0, z0)
+                stop = tuple(min(a + c, n) for a, c, n in zip(start, chunk, size))
+                part = data[tuple(slice(a - b, e - b) for a, e, b in zip(start, stop, box.start))]
+                name = "_".join(f"{a}-{e}" for a, e in zip(start, stop))
+                files.append((f"{scale['key']}/{name}", encode(np.asfortranarray(part), scale["encoding"], block_size)))
+    _cloudfiles(url).puts(files, compress=None, content_type="application/octet-stream")
 
 
 def describe_precomputed(path_or_url):

@@ -33,10 +33,12 @@ def _zarr(tif):
 
 
 def _to_xyzc(zyx, channels):
-    """(z, y, x[, c]) -> (x, y, z, c)."""
+    """(z, y, x[, c]) C-ordered -> (x, y, z, c) Fortran-ordered, the same memory (no copy)."""
     if channels == 1 and zyx.ndim == 3:
         zyx = zyx[..., None]
-    return np.ascontiguousarray(np.transpose(zyx, (2, 1, 0, 3)))
+    if channels > 1:  # (z, y, x, c): make c the slowest axis so the result is Fortran-ordered
+        return np.asfortranarray(np.transpose(zyx, (2, 1, 0, 3)))
+    return np.transpose(zyx, (2, 1, 0, 3))
 
 
 class TiffStack:
