@@ -9,12 +9,12 @@ import sys
 
 from . import __version__
 from .errors import UserError
-from .ingest import stitch
+from .ingest import align, stitch
 from .ingest import volume as ingest_volume
 from .storage import cutout, info, pyramid
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
-COMMANDS = (ingest_volume, stitch, info, cutout, pyramid)
+COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid)
 
 
 class Parser(argparse.ArgumentParser):
