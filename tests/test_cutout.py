@@ -37,6 +37,13 @@ def test_nifti_region_affine_maps_to_same_world_points(tmp_path, cli, data):
                                   np.asanyarray(original.dataobj)[3:20, 4:30, 5:15])
 
 
+def test_small_box_is_not_mistaken_for_rgb(tmp_path, cli, data):
+    out = tmp_path / "r.tif"
+    assert cli("cutout", data("vol_ome"), "--bbox", "0,0,0,4,4,2", "-o", out).returncode == 0
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].axes == "ZYX" and tif.asarray().mean() == 29.5
+
+
 def test_tiff_region_at_coarser_scale(tmp_path, cli):
     rng = np.random.default_rng(3)
     stack = rng.integers(0, 255, size=(16, 96, 128), dtype=np.uint8)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..chunks.pool import resolve_jobs
 from ..errors import UserError
-from ..io.precomputed import create_volume, to_url
+from ..io.precomputed import ENCODINGS, check_encoding, create_volume, to_url
 from ..io.sources import open_source, workdir
 from ..storage.scales import cumulative, plan_factors
 from ..storage.write import write_pyramid
@@ -22,7 +22,6 @@ from ..units import UNIT_NM, convert, normalize_unit, parse_xyz
 
 # Data types Neuroglancer precomputed holds.
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")
-ENCODINGS = ("raw", "jpeg", "compressed_segmentation")
 
 
 def add_parser(subparsers):
@@ -67,16 +66,6 @@ def _default_chunk(voxel_nm):
     return (128, 128, 64) if anisotropic else (64, 64, 64)
 
 
-def _check_encoding(encoding, dtype, channels, layer_type):
-    if encoding == "jpeg" and (dtype != np.uint8 or channels not in (1, 3)):
-        raise UserError(f"jpeg encoding takes uint8 images with 1 or 3 channels, not "
-                        f"{dtype} with {channels} channels: use --encoding raw")
-    if encoding == "compressed_segmentation" and (
-            layer_type != "segmentation" or dtype not in (np.uint32, np.uint64)):
-        raise UserError("compressed_segmentation encoding takes uint32/uint64 labels with "
-                        "--layer-type segmentation")
-
-
 def run(args):
     jobs = resolve_jobs(args.jobs)
     url = to_url(args.output)
@@ -98,7 +87,7 @@ def run(args):
         voxel_nm = convert(size, normalize_unit(unit), "nm")
         chunk = (tuple(int(v) for v in parse_xyz(args.chunk_size, "--chunk-size"))
                  if args.chunk_size else _default_chunk(voxel_nm))
-        _check_encoding(args.encoding, dtype, source.channels, args.layer_type)
+        check_encoding(args.encoding, dtype, source.channels, args.layer_type)
         if args.levels is not None and args.levels < 0:
             raise UserError(f"--levels must be 0 or more, got {args.levels}")
         chunk = tuple(min(c, n) for c, n in zip(chunk, source.shape))

@@ -15,6 +15,7 @@ from .. import __version__
 from ..errors import UserError
 
 RECORD = "neurostation.json"
+ENCODINGS = ("raw", "jpeg", "compressed_segmentation")
 
 
 def to_url(path_or_url):
@@ -112,6 +113,18 @@ def create_volume(url, shape_xyz, dtype, voxel_size_nm, num_channels=1, layer_ty
         detail = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
         raise UserError(f"cannot write a volume at {url}: {detail}") from None
     return vol
+
+
+def check_encoding(encoding, dtype, channels, layer_type):
+    """Refuse encodings that cannot hold this data (one line saying what to use instead)."""
+    dtype = np.dtype(dtype)
+    if encoding == "jpeg" and (dtype != np.uint8 or channels not in (1, 3)):
+        raise UserError(f"jpeg encoding takes uint8 images with 1 or 3 channels, not "
+                        f"{dtype} with {channels} channels: use --encoding raw")
+    if encoding == "compressed_segmentation" and (
+            layer_type != "segmentation" or dtype not in (np.uint32, np.uint64)):
+        raise UserError("compressed_segmentation encoding takes uint32/uint64 labels with "
+                        "--layer-type segmentation")
 
 
 _SCALES = {}

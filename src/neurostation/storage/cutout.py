@@ -88,14 +88,13 @@ def run(args):
             img.header.set_xyzt_units("mm")
             nib.save(img, tmp)
         else:
-            zyxc = np.transpose(data, (2, 1, 0, 3))
-            axes = "ZYXC"
-            if zyxc.shape[3] == 1:
-                zyxc, axes = zyxc[..., 0], "ZYX"
-            if zyxc.shape[0] == 1:  # tifffile's OME writer refuses a Z axis of length 1
-                zyxc, axes = zyxc[0], axes[1:]
+            czyx = np.transpose(data, (3, 2, 1, 0))
+            axes = "CZYX"
+            if czyx.shape[0] == 1:
+                czyx, axes = czyx[0], "ZYX"
             size_um = convert(resolution, "nm", "um")
-            tifffile.imwrite(tmp, zyxc, ome=True,
+            # minisblack: otherwise tifffile takes a last axis of 3 or 4 for RGB(A) samples
+            tifffile.imwrite(tmp, czyx, ome=True, photometric="minisblack",
                              metadata={"axes": axes,
                                        "PhysicalSizeX": size_um[0], "PhysicalSizeY": size_um[1],
                                        "PhysicalSizeZ": size_um[2], "PhysicalSizeXUnit": "µm",

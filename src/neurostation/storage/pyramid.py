@@ -3,12 +3,11 @@ new volume with another chunk size or encoding, pyramid included (e.g. raw -> jp
 
 from ..chunks.pool import resolve_jobs
 from ..errors import UserError
-from ..io.precomputed import create_volume, open_complete, read_record, resolve_volume, to_url
+from ..io.precomputed import (ENCODINGS, check_encoding, create_volume, open_complete, read_record,
+                              resolve_volume, to_url)
 from ..units import parse_xyz
 from .scales import cumulative, plan_factors
 from .write import VolumeSource, write_pyramid
-
-ENCODINGS = ("raw", "jpeg", "compressed_segmentation")
 
 
 def add_parser(subparsers):
@@ -45,6 +44,7 @@ def run(args):
              else tuple(int(n) for n in scale0["chunk_sizes"][0]))
     chunk = tuple(min(c, n) for c, n in zip(chunk, shape))
     encoding = args.encoding or scale0["encoding"]
+    check_encoding(encoding, info["data_type"], info["num_channels"], info["type"])
     resolution = [float(r) for r in scale0["resolution"]]
     factors = plan_factors(shape, resolution, chunk, args.levels)
     dst_url = src_url if in_place else to_url(args.output)
