@@ -31,6 +31,11 @@ ns_hash() { cat "$@" | sha256sum | cut -c1-12; }
 ns_cached_venv() {
   local name="$1"; shift
   local venv="$NS_CACHE/$name-$(ns_hash "$@")"
+  # One builder at a time (e.g. scripts/galaxy and scripts/test-galaxy started together):
+  # a second caller waits for the first instead of deleting its half-built venv.
+  local lockfd
+  exec {lockfd}>"$venv.lock"
+  flock "$lockfd"
   if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
     ns_log "creating $name venv in $venv (pip, a few minutes on a fresh machine)"
     rm -rf "$venv"
@@ -39,6 +44,7 @@ ns_cached_venv() {
     "$venv/bin/pip" install -q "${req[@]}" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
     "$venv/bin/python" -c "import sys" && touch "$venv/.complete"
   fi
+  exec {lockfd}>&-
   echo "$venv"
 }
 
