@@ -22,6 +22,30 @@ def ramp(shape, dtype, steps=(100, 10, 1)):
     return (z * steps[0] + y * steps[1] + x * steps[2]).astype(dtype)
 
 
+def make_sections(out):
+    """Two serial sections of a real image (scikit-image's camera), the second turned by 3 degrees
+    and shifted by (4, -3) px; each cut into 2x2 tiles of 96 px with 24 px overlap and a known
+    jitter. Also the three-section stack sections.tif (0, 3 and 5 degrees) for align."""
+    from scipy import ndimage
+    from skimage import data as skdata, transform
+
+    camera = skdata.camera()[100:400, 120:420].astype(float)
+    folder = os.path.join(ROOT, "tiles")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    jitter = [(0, 0), (2, -1), (-1, 2), (1, 1)]
+    for sec, (angle, shift) in enumerate([(0.0, (0, 0)), (3.0, (-3, 4))]):
+        img = ndimage.shift(transform.rotate(camera, angle, preserve_range=True), shift, order=1)
+        for i, (dy, dx) in enumerate(jitter):
+            r, c = divmod(i, 2)
+            y0, x0 = 60 + r * 72 + dy, 60 + c * 72 + dx
+            tifffile.imwrite(os.path.join(folder, f"sec{sec}_tile{i}.tif"),
+                             img[y0:y0 + 96, x0:x0 + 96].astype(np.uint8), metadata={"axes": "YX"})
+    stack = [ndimage.shift(transform.rotate(camera, a, preserve_range=True), s, order=1)[70:230, 70:230]
+             for a, s in [(0.0, (0, 0)), (3.0, (2, -4)), (5.0, (5, -1))]]
+    tifffile.imwrite(out("sections.tif"), np.stack(stack).astype(np.uint8), metadata={"axes": "ZYX"})
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     out = lambda name: os.path.join(ROOT, name)  # noqa: E731
@@ -43,6 +67,7 @@ def main():
     nib_data = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data")
     for name in ("functional.nii", "anatomical.nii"):
         shutil.copy(os.path.join(nib_data, name), out(name))
+    make_sections(out)
     # A small precomputed volume (test input for the neuroglancer_precomputed datatype).
     shutil.rmtree(out("vol_ome"), ignore_errors=True)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
