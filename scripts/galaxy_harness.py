@@ -45,6 +45,7 @@ PID_FILE = STATE / "galaxy.pid"
 STATE_FILE = STATE / "state.json"
 SECRETS_FILE = STATE / "secrets.json"
 KEYS_FILE = STATE / "keys.env"
+CELERY_LOG = STATE / "celery.log"
 TOOLS = ROOT / "tools"
 WORKFLOWS = ROOT / "workflows"
 VISUALIZATIONS = ROOT / "visualizations"
@@ -66,6 +67,9 @@ ADMIN_NAME = "nsadmin"
 # Local runner workers = jobs running at once (tests run in parallel against the server).
 # The job and Galaxy settings themselves are templates in scripts/galaxy_config/.
 JOB_WORKERS = int(os.environ.get("NS_GALAXY_JOB_WORKERS", "4"))
+# A Celery worker next to the web process runs uploads and job metadata (see start_server).
+CELERY = os.environ.get("NS_GALAXY_CELERY", "1") not in ("0", "false", "no", "")
+CELERY_THREADS = int(os.environ.get("NS_GALAXY_CELERY_THREADS", "4"))
 # GALAXY_SLOTS each tool job gets (its process pool size); 1 keeps parallel tests from
 # oversubscribing a small machine.
 JOB_SLOTS = int(os.environ.get("NS_GALAXY_SLOTS", "1"))
@@ -348,6 +352,21 @@ def galaxy_config(mode: str, p: int, galaxy_pkg: Path, sec: dict) -> dict:
         },
     )
     galaxy = cfg["galaxy"]
+    if CELERY:
+        galaxy.update(
+            {
+                "enable_celery_tasks": True,
+                # Set metadata in the Celery worker, not in a new Python process per job.
+                "metadata_strategy": "directory_celery",
+                # Celery's broker and results in their own sqlite files, away from Galaxy's database.
+                "amqp_internal_connection": f"sqlalchemy+sqlite:///{DATA}/control.sqlite?isolation_level=IMMEDIATE",
+                "celery_conf": {
+                    "broker_url": None,
+                    "result_backend": f"db+sqlite:///{DATA}/results.sqlite?isolation_level=IMMEDIATE",
+                    "task_routes": {"galaxy.fetch_data": "galaxy.external", "galaxy.set_job_metadata": "galaxy.external"},
+                },
+            }
+        )
     if VISUALIZATIONS.is_dir():
         galaxy["visualization_plugins_directory"] = str(VISUALIZATIONS)
     # Extra settings: NS_GALAXY_EXTRA_CONFIG=path/to/extra.yml (a mapping merged into galaxy:).
@@ -421,8 +440,23 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
         "--preload",
     ]  # fmt: skip
     STATE.mkdir(parents=True, exist_ok=True)
+    banner = f"\n===== {time.strftime('%F %T')} scripts/galaxy up --mode {mode} (port {p}) =====\n"
+    if CELERY:
+        # The Celery worker shares the server's process group: `down` stops both. It runs the
+        # uploads and the set-metadata steps in one long-lived process instead of a fresh
+        # Python (about 15 s of imports each) per job.
+        with CELERY_LOG.open("a") as clog:
+            clog.write(banner)
+        celery = [
+            str(venv / "bin" / "celery"), "--app", "galaxy.celery", "worker",
+            "--concurrency", str(CELERY_THREADS), "--pool", "threads",
+            "--queues", "celery,galaxy.internal,galaxy.external",
+            "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        script = f"{shlex.join(celery)} >> {shlex.quote(str(CELERY_LOG))} 2>&1 < /dev/null &\nexec \"$@\""
+        cmd = ["bash", "-c", script, "galaxy", *cmd]
     with LOG.open("ab") as logf:
-        logf.write(f"\n===== {time.strftime('%F %T')} scripts/galaxy up --mode {mode} (port {p}) =====\n".encode())
+        logf.write(banner.encode())
         logf.flush()
         # A new session: the server and everything it forks (not its jobs, which Galaxy puts in
         # their own process groups and stops itself on shutdown) share process group = pid.
@@ -431,7 +465,7 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
         )
     write_text(PID_FILE, f"{proc.pid}\n")
     started = time.time()
-    state = {"mode": mode, "port": p, "url": url_for(p), "pid": proc.pid, "config_hash": config_hash, "venv": str(venv), "started": started}
+    state = {"mode": mode, "port": p, "url": url_for(p), "pid": proc.pid, "config_hash": config_hash, "venv": str(venv), "celery": CELERY, "started": started}
     write_text(STATE_FILE, json.dumps(state, indent=2) + "\n")
     log(f"starting Galaxy ({mode} mode) on {url_for(p)}, pid {proc.pid}, log {LOG.relative_to(ROOT)}")
     while True:
@@ -450,6 +484,23 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
     state["ready_seconds"] = round(elapsed, 1)
     write_text(STATE_FILE, json.dumps(state, indent=2) + "\n")
     log(f"Galaxy answered after {elapsed:.1f} s")
+    if CELERY:
+        while not celery_ready():
+            if time.time() - started > START_TIMEOUT:
+                print(tail(CELERY_LOG), file=sys.stderr)
+                stop_server(quiet=True)
+                die(f"the Celery worker did not start within {START_TIMEOUT} s (log above: {CELERY_LOG})")
+            time.sleep(2)
+        log(f"Celery worker ready after {time.time() - started:.1f} s")
+
+
+def celery_ready() -> bool:
+    """The worker of the current run logged "ready" (after the last start banner)."""
+    try:
+        text = CELERY_LOG.read_text(errors="replace")
+    except OSError:
+        return False
+    return " ready." in text.rsplit("===== ", 1)[-1]
 
 
 def stop_server(quiet: bool = False, timeout: float = 60) -> bool:
@@ -473,6 +524,21 @@ def stop_server(quiet: bool = False, timeout: float = 60) -> bool:
         time.sleep(1)
     PID_FILE.unlink(missing_ok=True)
     return True
+
+
+def group_members(pgid: int, name: str) -> list[int]:
+    """Live processes of process group pgid whose command line mentions name."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] == "Z":
+                continue
+            if name in (stat.parent / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
 
 
 def _group_alive(pgid: int) -> bool:
@@ -576,6 +642,7 @@ def cmd_up(mode: str, quiet_if_up: bool = False) -> dict:
             else "not answering"
         )
         log(f"restarting Galaxy ({why})")
+        warn_live_runs("restarting Galaxy")
         stop_server(quiet=True)
     start_server(mode, p, venv, galaxy_pkg, config_hash)
     keys = ensure_keys(url_for(p))
@@ -599,7 +666,15 @@ def _wait_ready(pid: int, url: str) -> bool:
     return False
 
 
+def warn_live_runs(action: str) -> None:
+    runs = live_test_runs()
+    if runs:
+        log(f"warning: {action} while {len(runs)} scripts/test-galaxy run(s) use this server (pids {', '.join(map(str, runs))})")
+
+
 def cmd_down() -> None:
+    if running_pid() is not None:
+        warn_live_runs("stopping Galaxy")
     if stop_server():
         log("stopped")
 
@@ -613,7 +688,10 @@ def cmd_status() -> int:
     url = state.get("url", url_for(port()))
     version = api_version(url)
     if version:
-        print(f"up {url} mode={state.get('mode')} pid={pid} galaxy={version.get('version_major')}.{version.get('version_minor')}")
+        celery = ""
+        if state.get("celery"):
+            celery = " celery=" + ("up" if group_members(pid, "celery") else "DOWN")
+        print(f"up {url} mode={state.get('mode')} pid={pid} galaxy={version.get('version_major')}.{version.get('version_minor')}{celery}")
         return 0
     print(f"starting {url} mode={state.get('mode')} pid={pid} (not answering yet)")
     return 2
@@ -728,11 +806,8 @@ def is_workflow(path: Path) -> bool:
 
 
 def workflow_tests_file(path: Path) -> Path | None:
-    stem = path.name
-    for suffix in WORKFLOW_SUFFIXES:
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    # planemo's rule: the name without its last extension + "-tests.yml" (x.gxwf-tests.yml)
+    stem = path.name.rsplit(".", 1)[0]
     for candidate in (path.with_name(f"{stem}-tests.yml"), path.with_name(f"{stem}-test.yml"), path.with_name(f"{stem}-tests.yaml")):
         if candidate.exists():
             return candidate
@@ -761,7 +836,8 @@ def expand_targets(args: list[str]) -> list[Path]:
         elif path.is_file():
             if path.name.endswith(("-tests.yml", "-test.yml", "-tests.yaml")):
                 stem = re.sub(r"-tests?\.ya?ml$", "", path.name)
-                wf = [path.with_name(stem + s) for s in WORKFLOW_SUFFIXES if path.with_name(stem + s).exists()]
+                wf = [path.with_name(stem + s) for s in (*WORKFLOW_SUFFIXES, ".yml", ".yaml")
+                      if path.with_name(stem + s).exists() and is_workflow(path.with_name(stem + s))]
                 if not wf:
                     die(f"{arg}: no workflow next to this test file")
                 out.append(wf[0])
@@ -795,27 +871,37 @@ def count_tests(path: Path) -> int:
 
 
 def report_name(path: Path) -> str:
-    rel = path.relative_to(ROOT) if ROOT in path.parents else Path(path.name)
-    return re.sub(r"[^\w.-]+", "_", str(rel.with_suffix("")).replace(os.sep, "__"))
+    """Report file stem for a tool or workflow: its file name without suffix."""
+    name = path.name
+    for suffix in WORKFLOW_SUFFIXES + (".xml",):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return re.sub(r"[^\w.-]+", "_", name)
 
 
 class Job:
-    def __init__(self, path: Path, index: int | None, n_tests: int):
+    """One planemo run: every test of a file, or one test case of it (--test_index)."""
+
+    def __init__(self, path: Path, index: int | None, n_tests: int, run_dir: Path, name: str):
         self.path = path
         self.index = index  # 1-based planemo --test_index, None = all tests of the file
         self.n_tests = n_tests
-        base = report_name(path) + (f"__{index}" if index else "")
-        self.json = ARTIFACTS / "runs" / f"{base}.json"
-        self.html = ARTIFACTS / "runs" / f"{base}.html"
-        self.log = ARTIFACTS / "runs" / f"{base}.log"
+        base = name + (f"__{index}" if index else "")
+        self.json = run_dir / f"{base}.json"
+        self.html = run_dir / f"{base}.html"
+        self.log = run_dir / f"{base}.log"
         self.returncode: int | None = None
         self.seconds = 0.0
 
 
+def planemo_exe() -> str:
+    return str(Path(sys.executable).parent / "planemo")
+
+
 def planemo_cmd(job: Job, keys: dict, timeout: int) -> list[str]:
-    planemo = Path(sys.executable).parent / "planemo"
     cmd = [
-        str(planemo), "test",
+        planemo_exe(), "test",
         "--engine", "external_galaxy",
         "--galaxy_url", keys["GALAXY_URL"],
         "--galaxy_admin_key", keys["GALAXY_ADMIN_KEY"],
@@ -837,15 +923,21 @@ def planemo_cmd(job: Job, keys: dict, timeout: int) -> list[str]:
     return cmd
 
 
-def run_job(job: Job, keys: dict, timeout: int, stop: threading.Event) -> Job:
-    if stop.is_set():
-        return job
-    for f in (job.json, job.html):
-        f.unlink(missing_ok=True)
+def planemo_env() -> dict:
     env = dict(os.environ)
     # The repository defaults (.planemo.yml, shared with scripts/lint-tools), else an empty file:
     # never ~/.planemo.yml, and parallel runs do not race on creating it.
-    env["PLANEMO_GLOBAL_CONFIG_PATH"] = str(ROOT / ".planemo.yml" if (ROOT / ".planemo.yml").exists() else ARTIFACTS / "planemo.yml")
+    repo_conf = ROOT / ".planemo.yml"
+    if not repo_conf.exists():
+        repo_conf = ARTIFACTS / "planemo.yml"
+        write_text(repo_conf, "{}\n")
+    env["PLANEMO_GLOBAL_CONFIG_PATH"] = str(repo_conf)
+    return env
+
+
+def run_job(job: Job, keys: dict, timeout: int, stop: threading.Event, env: dict) -> Job:
+    if stop.is_set():
+        return job
     started = time.time()
     with job.log.open("w") as logf:
         proc = subprocess.run(planemo_cmd(job, keys, timeout), cwd=str(ROOT), stdout=logf, stderr=subprocess.STDOUT, env=env)
@@ -879,16 +971,12 @@ def problem_of(test: dict) -> str:
             return " ".join(text.split())[:400]
     job = data.get("job") or {}
     if job.get("stderr"):
-        return " ".join(job["stderr"].split())[-300:]
+        return " ".join(job["stderr"].split())[-400:]
     return ""
 
 
-def merge_reports(jobs: list[Job]) -> Path | None:
-    tests: list[dict] = []
-    for job in jobs:
-        tests += test_results(job)
-    if not tests:
-        return None
+def write_report(tests: list[dict], json_path: Path, env: dict) -> None:
+    """A planemo-format JSON report of these test results, and its HTML page next to it."""
     statuses = [status_of(t) for t in tests]
     summary = {
         "num_tests": len(tests),
@@ -896,21 +984,49 @@ def merge_reports(jobs: list[Job]) -> Path | None:
         "num_errors": sum(1 for s in statuses if s not in ("success", "failure", "skip")),
         "num_skips": statuses.count("skip"),
     }
-    combined = ARTIFACTS / "tool_test_output.json"
-    write_text(combined, json.dumps({"version": "0.1", "exit_code": None, "summary": summary, "tests": tests}, indent=2) + "\n")
-    planemo = Path(sys.executable).parent / "planemo"
-    html = ARTIFACTS / "tool_test_output.html"
+    write_text(json_path, json.dumps({"version": "0.1", "exit_code": None, "summary": summary, "tests": tests}, indent=2) + "\n")
+    html = json_path.with_suffix(".html")
     html.unlink(missing_ok=True)
     out = subprocess.run(
-        [str(planemo), "test_reports", str(combined), "--test_output", str(html)],
+        [planemo_exe(), "test_reports", str(json_path), "--test_output", str(html)],
         cwd=str(ROOT),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     if out.returncode != 0 or not html.exists():
-        log(f"warning: planemo test_reports failed: {out.stdout.strip()[-500:]}")
-    return combined
+        log(f"warning: planemo test_reports {json_path.name} failed: {out.stdout.strip()[-500:]}")
+
+
+def live_test_runs() -> list[int]:
+    """Pids of scripts/test-galaxy runs in progress (registered in .galaxy/test-runs/)."""
+    pids = []
+    for f in (STATE / "test-runs").glob("*"):
+        try:
+            pid = int(f.name)
+            os.kill(pid, 0)
+            pids.append(pid)
+        except (ValueError, ProcessLookupError):
+            f.unlink(missing_ok=True)
+        except PermissionError:
+            pids.append(int(f.name))
+    return [p for p in pids if p != os.getpid()]
+
+
+def prune_run_dirs(runs: Path, keep: int = 10) -> None:
+    """Drop raw planemo output of finished runs, keeping the newest few."""
+    dirs = sorted((d for d in runs.glob("*-*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
+    for d in dirs[:-keep]:
+        try:
+            pid = int(d.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+            continue  # still running
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            pass
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -926,77 +1042,113 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not keys_valid(keys):
         keys = ensure_keys(read_json(STATE_FILE)["url"])
     mode = read_json(STATE_FILE).get("mode")
+    # Registered so that `scripts/galaxy down` (or a restart) can warn about runs in progress.
+    (STATE / "test-runs").mkdir(parents=True, exist_ok=True)
+    me = STATE / "test-runs" / str(os.getpid())
+    me.touch()
+    try:
+        return _run_tests(args, targets, keys, mode)
+    finally:
+        me.unlink(missing_ok=True)
+
+
+def _run_tests(args: argparse.Namespace, targets: list[Path], keys: dict, mode: str) -> int:
     tool_targets = [p for p in targets if not is_workflow(p)]
     problems = sync_tools(keys, tool_targets)
     for path, problem in problems.items():
         log(f"warning: {path.relative_to(ROOT)}: {problem}")
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "runs").mkdir(exist_ok=True)
-    # planemo reads ~/.planemo.yml; give it an empty private one so parallel runs don't race on it.
-    if not (ROOT / ".planemo.yml").exists():
-        write_text(ARTIFACTS / "planemo.yml", "{}\n")
-    for old in (ARTIFACTS / "runs").glob("*"):
-        old.unlink()
+    # Raw planemo output of this run in its own folder: runs may overlap (several people, one
+    # server); per-file reports and the run's combined report go to artifacts/planemo/.
+    runs = ARTIFACTS / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    prune_run_dirs(runs)
+    run_dir = runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir.mkdir()
+    env = planemo_env()
 
+    names: dict[Path, str] = {}
+    for path in targets:
+        name = report_name(path)
+        names[path] = name if name not in names.values() else f"{name}_{len(names)}"
+    counts = {path: count_tests(path) for path in targets}
     jobs: list[Job] = []
     for path in targets:
-        n = count_tests(path)
+        n = counts[path]
         if args.split == "test" and n > 1:
-            jobs += [Job(path, i, 1) for i in range(1, n + 1)]
+            jobs += [Job(path, i, 1, run_dir, names[path]) for i in range(1, n + 1)]
         else:
-            jobs.append(Job(path, None, n))
-    # Longest files first keeps the pool busy; workflows are usually the slowest.
-    order = sorted(jobs, key=lambda j: (not is_workflow(j.path), -j.n_tests))
+            jobs.append(Job(path, None, n, run_dir, names[path]))
+    # Workflows and big files first keeps the pool busy to the end.
+    order = sorted(jobs, key=lambda j: (not is_workflow(j.path), -counts[j.path]))
     log(
-        f"{len(targets)} file(s), {sum(count_tests(p) for p in targets)} test case(s), {len(jobs)} planemo run(s), "
-        f"{args.jobs} at a time, against {keys['GALAXY_URL']} ({mode} mode); reports in {ARTIFACTS.relative_to(ROOT)}/"
+        f"{len(targets)} file(s), {sum(counts.values())} test case(s), {len(jobs)} planemo run(s), "
+        f"{args.jobs} at a time, against {keys['GALAXY_URL']} ({mode} mode); "
+        f"reports in {ARTIFACTS.relative_to(ROOT)}/, raw output in {run_dir.relative_to(ROOT)}/"
     )
+
+    def label(path: Path):
+        return path.relative_to(ROOT) if ROOT in path.parents else path
+
     started = time.time()
     stop = threading.Event()
+    remaining = {path: sum(1 for j in jobs if j.path == path) for path in targets}
+    report_threads = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_job, job, keys, args.timeout, stop) for job in order]
+        futures = [pool.submit(run_job, job, keys, args.timeout, stop, env) for job in order]
         for fut in concurrent.futures.as_completed(futures):
             job = fut.result()
+            remaining[job.path] -= 1
             if job.returncode is None:
                 continue
             results = test_results(job)
             bad = [t for t in results if status_of(t) != "success"]
-            label = job.path.relative_to(ROOT) if ROOT in job.path.parents else job.path
             idx = f" #{job.index}" if job.index else ""
-            log(f"  done {label}{idx}: {len(results) - len(bad)}/{len(results)} ok in {job.seconds:.0f} s")
+            log(f"  done {label(job.path)}{idx}: {len(results) - len(bad)}/{len(results)} ok in {job.seconds:.0f} s")
             if args.fail_fast and (bad or not results):
                 stop.set()
+            if remaining[job.path] == 0:
+                # All runs of this file are done: its report (planemo JSON + HTML).
+                file_tests = [t for j in jobs if j.path == job.path for t in test_results(j)]
+                if file_tests:
+                    t = threading.Thread(target=write_report, args=(file_tests, ARTIFACTS / f"{names[job.path]}.json", env))
+                    t.start()
+                    report_threads.append(t)
     wall = time.time() - started
 
-    # Summary: one line per file.
+    # Summary: one line per file, then the failures.
     n_pass = n_fail = 0
+    all_tests: list[dict] = []
     for path in targets:
         file_jobs = [j for j in jobs if j.path == path]
         results = [t for j in file_jobs for t in test_results(j)]
+        all_tests += results
         passed = [t for t in results if status_of(t) == "success"]
         failed = [t for t in results if status_of(t) != "success"]
         missing = [j for j in file_jobs if j.returncode is not None and not test_results(j)]
+        ran = [j for j in file_jobs if j.returncode is not None]
         n_pass += len(passed)
         n_fail += len(failed) + len(missing)
         total = len(results) + len(missing)
-        seconds = sum(j.seconds for j in file_jobs)
-        label = path.relative_to(ROOT) if ROOT in path.parents else path
+        slowest = max((j.seconds for j in ran), default=0)
         tag = "PASS" if total and not failed and not missing else "FAIL"
-        if not any(j.returncode is not None for j in file_jobs):
-            tag, total = "SKIP", 0
-        print(f"{tag} {label}: {len(passed)}/{total} passed ({seconds:.0f} s of planemo time)")
+        if not ran:
+            tag = "SKIP"
+        timing = f"{slowest:.0f} s" if len(ran) == 1 else f"{len(ran)} runs, slowest {slowest:.0f} s"
+        print(f"{tag} {label(path)}: {len(passed)}/{total} passed ({timing})")
         for t in failed:
             print(f"     {t.get('id')}: {status_of(t)}: {problem_of(t)}")
         for j in missing:
             print(f"     no results from planemo (exit {j.returncode}), see {j.log.relative_to(ROOT)}")
         if path in problems:
             print(f"     note: {problems[path]}")
-    all_jobs = [j for j in jobs if j.returncode is not None]
-    combined = merge_reports(all_jobs)
-    per_test = [j.seconds for j in all_jobs if j.index is not None]
-    extra = f", {sum(per_test) / len(per_test):.0f} s per test case" if per_test else ""
-    log(f"wall time {wall:.0f} s{extra}; report: {(ARTIFACTS / 'tool_test_output.html').relative_to(ROOT) if combined else 'none'}")
+    if all_tests:
+        write_report(all_tests, ARTIFACTS / "tool_test_output.json", env)
+    for t in report_threads:
+        t.join()
+    per_test = [j.seconds for j in jobs if j.returncode is not None and j.index is not None]
+    extra = f", {sum(per_test) / len(per_test):.0f} s per test case (planemo run)" if per_test else ""
+    log(f"wall time {wall:.0f} s{extra}; report: {(ARTIFACTS / 'tool_test_output.html').relative_to(ROOT)}")
     print(f"{n_pass} passed, {n_fail} failed")
     return 0 if n_fail == 0 and n_pass > 0 else 1
 
