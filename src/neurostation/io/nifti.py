@@ -1,5 +1,6 @@
 """NIfTI-1: header facts (shape, voxel size in the header's unit, affine, TR) and slab streaming."""
 
+import gzip
 import logging
 import os
 
@@ -15,6 +16,16 @@ _QUIET.addHandler(logging.NullHandler())
 _TIME_TO_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
 
+def _file_holder(path):
+    """A nibabel FileHolder that does not judge the file by its name (Galaxy's are `*.dat`):
+    gzip is recognised by its magic bytes."""
+    with open(path, "rb") as handle:
+        packed = handle.read(2) == b"\x1f\x8b"
+    if packed:
+        return nib.FileHolder(fileobj=gzip.open(path, "rb"))
+    return nib.FileHolder(filename=path)
+
+
 def load_nifti(path):
     """Open a NIfTI image lazily; a damaged header or zero voxel size becomes a UserError.
 
@@ -22,7 +33,8 @@ def load_nifti(path):
     """
     name = os.path.basename(path)
     try:
-        with nib.openers.ImageOpener(path) as handle:
+        holder = _file_holder(path)
+        with nib.openers.ImageOpener(holder.fileobj or holder.filename) as handle:
             raw = nib.Nifti1Header.from_fileobj(handle, check=False)
         ndim = int(raw["dim"][0])
         zooms = [float(z) for z in raw["pixdim"][1 : 1 + min(max(ndim, 1), 3)]]
@@ -30,7 +42,8 @@ def load_nifti(path):
             raise UserError(f"NIfTI {name} has a zero or invalid voxel size {tuple(zooms)}")
         # Problems of level 30 and above (wrong header size, bad magic, bad dims) are fatal.
         raw.check_fix(logger=_QUIET, error_level=30)
-        return nib.Nifti1Image.from_filename(path)
+        holder = _file_holder(path)
+        return nib.Nifti1Image.from_file_map({"header": holder, "image": holder})
     except UserError:
         raise
     except Exception as exc:  # nibabel raises many types on damaged headers/gzip streams
