@@ -48,6 +48,21 @@ ns_cached_venv() {
   echo "$venv"
 }
 
+# Install pinned requirements from a local wheel folder ($NS_CACHE/wheels), downloading only
+# what it lacks: every clean clone makes a new package venv, and pip's own HTTP cache does not
+# help here (the registry proxy sends no cache headers).
+ns_pip_from_wheels() {
+  local venv="$1"; shift
+  local wheels="$NS_CACHE/wheels" req=()
+  for f in "$@"; do req+=(-r "$f"); done
+  mkdir -p "$wheels"
+  if ! "$venv/bin/pip" install -q --no-index --find-links "$wheels" "${req[@]}" >/dev/null 2>&1; then
+    ns_log "downloading wheels into $wheels"
+    "$venv/bin/pip" download -q -d "$wheels" "${req[@]}" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+    "$venv/bin/pip" install -q --no-index --find-links "$wheels" "${req[@]}"
+  fi
+}
+
 # The package venv lives in the clone (.venv) so tools in "local" job mode find it;
 # the runtime pins come from requirements/runtime.txt, the same file the container uses.
 ns_package_venv() {
@@ -57,7 +72,7 @@ ns_package_venv() {
     ns_log "creating package venv in $venv"
     rm -rf "$venv"
     "$NS_PYTHON" -m venv "$venv"
-    "$venv/bin/pip" install -q -r "$NS_ROOT/requirements/runtime.txt" -r "$NS_ROOT/requirements/test.txt" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+    ns_pip_from_wheels "$venv" "$NS_ROOT/requirements/runtime.txt" "$NS_ROOT/requirements/test.txt"
     "$venv/bin/pip" install -q --no-deps -e "$NS_ROOT" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
     "$venv/bin/neurostation" --version >/dev/null
     echo "$stamp" > "$venv/.stamp"
