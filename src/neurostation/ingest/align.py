@@ -17,9 +17,8 @@ from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.detect import detect_format
 from ..io.sources import TiffStack, natural_key
-from ..io.tiff import describe_tiff, iter_tiff_blocks
+from ..io.tiff import describe_tiff, iter_tiff_blocks, resolution_keywords
 from ..progress import progress
-from ..units import convert
 from . import rigid
 
 POOR_MATCH = 0.3  # a pair whose overlap NCC after alignment is below this gets a warning
@@ -207,20 +206,10 @@ def write_transforms(path, rows):
         raise UserError(f"cannot write --transforms {path}: {exc}") from None
 
 
-def _resolution(facts):
-    """TIFF resolution keywords and metadata keeping the input's voxel size, if it has one."""
-    size, unit = facts["voxel_size"], facts["voxel_unit"]
-    if size is None:
-        return {}, {}
-    x_nm, y_nm = convert(size[:2], unit, "nm")
-    keywords = {"resolution": (1e7 / x_nm, 1e7 / y_nm), "resolutionunit": "CENTIMETER"}
-    return keywords, {"voxel_size": [v for v in size if v is not None], "voxel_unit": unit}
-
-
 def write_aligned(path, sections, matrices):
     """Resample each section once with its matrix and append it to the output stack."""
     shape = (len(sections),) + sections.canvas + ((3,) if sections.samples == 3 else ())
-    keywords, extra = _resolution(sections.facts)
+    keywords, extra = resolution_keywords(sections.facts["voxel_size"], sections.facts["voxel_unit"])
     colour = {"photometric": "rgb"} if sections.samples == 3 else {"photometric": "minisblack"}
     axes = "ZYXS" if sections.samples == 3 else "ZYX"
     pages = (rigid.apply(image, m) for (image, _), m in zip(sections.stream(), matrices))

@@ -18,9 +18,9 @@ from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.detect import detect_format
 from ..io.sources import natural_key
-from ..io.tiff import describe_tiff, iter_tiff_blocks
+from ..io.tiff import describe_tiff, iter_tiff_blocks, resolution_keywords
 from ..progress import progress
-from ..units import UNIT_NM, convert, normalize_unit
+from ..units import UNIT_NM, normalize_unit
 from . import mosaic
 
 ORDERS = ("row-major", "snake")
@@ -289,14 +289,10 @@ def write_tables(sections, positions_path, edges_path):
 def _resolution(args, facts):
     """TIFF resolution keywords and metadata for the output's pixel size, if one is known."""
     if args.voxel_size:
-        size, unit = parse_voxel_size(args.voxel_size), normalize_unit(args.voxel_unit)
-    elif facts["voxel_size"] is not None:
-        size, unit = tuple(facts["voxel_size"][:2]) + (None,), facts["voxel_unit"]
-    else:
-        return {}, {}
-    x_nm, y_nm = convert(size[:2], unit, "nm")
-    keywords = {"resolution": (1e7 / x_nm, 1e7 / y_nm), "resolutionunit": "CENTIMETER"}
-    return keywords, {"voxel_size": [v for v in size if v is not None], "voxel_unit": unit}
+        return resolution_keywords(parse_voxel_size(args.voxel_size), normalize_unit(args.voxel_unit))
+    if facts["voxel_size"] is not None:
+        return resolution_keywords(tuple(facts["voxel_size"][:2]) + (None,), facts["voxel_unit"])
+    return {}, {}
 
 
 def write_mosaic(path, sections, tile_shape, dtype, args, facts):

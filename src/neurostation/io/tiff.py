@@ -8,7 +8,7 @@ import numpy as np
 import tifffile
 
 from ..errors import UserError
-from ..units import normalize_unit
+from ..units import convert, normalize_unit
 
 # TIFF ResolutionUnit: 2 = inch, 3 = centimetre (in nm); 1 = none.
 _RESUNIT_NM = {2: 25.4e6, 3: 1e7}
@@ -140,3 +140,13 @@ def iter_tiff_blocks(path):
                     f"(truncated or corrupt?): {exc}"
                 ) from None
             yield np.asarray(data)
+
+
+def resolution_keywords(size, unit):
+    """tifffile keywords (resolution tags in cm) and metadata recording a voxel size
+    (x, y[, z]) with its unit, so readers of our TIFFs get it back; empty without one."""
+    if size is None:
+        return {}, {}
+    x_nm, y_nm = convert(size[:2], unit, "nm")
+    keywords = {"resolution": (1e7 / x_nm, 1e7 / y_nm), "resolutionunit": "CENTIMETER"}
+    return keywords, {"voxel_size": [v for v in size if v is not None], "voxel_unit": unit}
