@@ -7,11 +7,15 @@ Run through the front ends, not directly:
 Runs with the tooling venv's Python (bioblend, PyYAML, planemo); Galaxy itself runs from its
 own venv (scripts/lib.sh: ns_galaxy_venv). Everything generated lives in <repo>/.galaxy/:
 
-    .galaxy/config/   galaxy.yml, job_conf.yml, tool_conf.xml, sanitize_allowlist.txt
-    .galaxy/data/     Galaxy's data_dir (sqlite database, datasets, job directories)
-    .galaxy/galaxy.log, galaxy.pid, state.json (mode, port, config hash), secrets.json, keys.env
+    .galaxy/config/   galaxy.yml, job_conf.yml (from the templates in scripts/galaxy_config/),
+                      tool_conf.xml, sanitize_allowlist.txt
+    .galaxy/data/     Galaxy's data_dir (sqlite databases, datasets, job directories)
+    .galaxy/galaxy.log, celery.log, galaxy.pid, state.json (mode, port, config hash),
+    .galaxy/secrets.json (bootstrap key, id_secret), keys.env (URL and API keys)
 
-DESIGN.md section 6 has the background (gunicorn start, VIRTUAL_ENV, datatypes, podman).
+The server is gunicorn (Galaxy's web app and job handlers in one process, DESIGN.md section 6)
+plus a Celery worker in the same process group, which runs uploads and the set-metadata step of
+every job in one warm process (NS_GALAXY_CELERY=0 turns it off: slower, one Python per step).
 """
 
 from __future__ import annotations
@@ -249,7 +253,7 @@ def port_in_use(p: int) -> bool:
 
 
 def tool_files() -> list[Path]:
-    """Every tool XML under tools/ (root element <tool>), sorted by section then path."""
+    """Every tool XML under tools/ (root element <tool>), sorted by path."""
     files = []
     for path in sorted(TOOLS.rglob("*.xml")):
         if path.name in NOT_TOOLS or any(part.startswith(".") for part in path.relative_to(ROOT).parts):
@@ -625,7 +629,8 @@ def cmd_up(mode: str, quiet_if_up: bool = False) -> dict:
     pid = running_pid()
     if pid is not None:
         same = state.get("mode") == mode and state.get("port") == p and state.get("config_hash") == config_hash
-        if same and (api_version(url_for(p)) or _wait_ready(pid, url_for(p))):
+        celery_ok = not CELERY or bool(group_members(pid, "celery"))
+        if same and celery_ok and (api_version(url_for(p)) or _wait_ready(pid, url_for(p))):
             keys = read_keys()
             if not keys_valid(keys):
                 keys = ensure_keys(url_for(p))
@@ -639,6 +644,8 @@ def cmd_up(mode: str, quiet_if_up: bool = False) -> dict:
             if state.get("port") != p
             else "configuration changed"
             if state.get("config_hash") != config_hash
+            else "its Celery worker is gone"
+            if not celery_ok
             else "not answering"
         )
         log(f"restarting Galaxy ({why})")
