@@ -73,7 +73,7 @@ ADMIN_NAME = "nsadmin"
 JOB_WORKERS = int(os.environ.get("NS_GALAXY_JOB_WORKERS", "4"))
 # A Celery worker next to the web process runs uploads and job metadata (see start_server).
 CELERY = os.environ.get("NS_GALAXY_CELERY", "1") not in ("0", "false", "no", "")
-CELERY_THREADS = int(os.environ.get("NS_GALAXY_CELERY_THREADS", "4"))
+CELERY_THREADS = int(os.environ.get("NS_GALAXY_CELERY_THREADS", "2"))
 # GALAXY_SLOTS each tool job gets (its process pool size); 1 keeps parallel tests from
 # oversubscribing a small machine.
 JOB_SLOTS = int(os.environ.get("NS_GALAXY_SLOTS", "1"))
@@ -362,11 +362,15 @@ def galaxy_config(mode: str, p: int, galaxy_pkg: Path, sec: dict) -> dict:
                 "enable_celery_tasks": True,
                 # Set metadata in the Celery worker, not in a new Python process per job.
                 "metadata_strategy": "directory_celery",
-                # Celery's broker and results in their own sqlite files, away from Galaxy's database.
-                "amqp_internal_connection": f"sqlalchemy+sqlite:///{DATA}/control.sqlite?isolation_level=IMMEDIATE",
+                # Celery's tasks and Galaxy's control messages go through a sqlite file of their
+                # own (kombu's SQLAlchemy transport). Its publish drops a message when the commit
+                # fails with "database is locked" (sqlite's default wait is 5 s; a lost task here
+                # hung the job waiting for it), so let sqlite wait up to a minute for the lock.
+                # (kombu's filesystem transport was worse: it read half-written task files.)
+                "amqp_internal_connection": f"sqlalchemy+sqlite:///{DATA}/control.sqlite?isolation_level=IMMEDIATE&timeout=60",
                 "celery_conf": {
-                    "broker_url": None,
-                    "result_backend": f"db+sqlite:///{DATA}/results.sqlite?isolation_level=IMMEDIATE",
+                    "broker_url": None,  # = amqp_internal_connection
+                    "result_backend": f"db+sqlite:///{DATA}/results.sqlite?timeout=60",
                     "task_routes": {"galaxy.fetch_data": "galaxy.external", "galaxy.set_job_metadata": "galaxy.external"},
                 },
             }
@@ -402,6 +406,9 @@ def write_configs(mode: str, p: int, galaxy_pkg: Path) -> str:
     for text in (galaxy_yml, job_yml, (TOOLS / "datatypes_conf.xml").read_text() if (TOOLS / "datatypes_conf.xml").exists() else ""):
         h.update(text.encode())
     h.update(str(galaxy_pkg).encode())
+    # How the processes are started matters too (Celery worker threads, its app module).
+    h.update(f"celery={CELERY} threads={CELERY_THREADS}".encode())
+    h.update((CONFIG_TEMPLATES / "celery_warm.py").read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -444,6 +451,10 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
         "--preload",
     ]  # fmt: skip
     STATE.mkdir(parents=True, exist_ok=True)
+    for logfile in (LOG, CELERY_LOG):  # keep one previous log, start a new one when big
+        with contextlib.suppress(OSError):
+            if logfile.stat().st_size > 50_000_000:
+                logfile.replace(logfile.with_name(logfile.name + ".1"))
     banner = f"\n===== {time.strftime('%F %T')} scripts/galaxy up --mode {mode} (port {p}) =====\n"
     if CELERY:
         # The Celery worker shares the server's process group: `down` stops both. It runs the
@@ -452,12 +463,16 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
         with CELERY_LOG.open("a") as clog:
             clog.write(banner)
         celery = [
-            str(venv / "bin" / "celery"), "--app", "galaxy.celery", "worker",
+            str(venv / "bin" / "celery"), "--app", "celery_warm", "worker",
             "--concurrency", str(CELERY_THREADS), "--pool", "threads",
             "--queues", "celery,galaxy.internal,galaxy.external",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
-        script = f"{shlex.join(celery)} >> {shlex.quote(str(CELERY_LOG))} 2>&1 < /dev/null &\nexec \"$@\""
+        # celery_warm (scripts/galaxy_config/) = galaxy.celery + building the app at start.
+        script = (
+            f"PYTHONPATH={shlex.quote(str(CONFIG_TEMPLATES))} NS_GALAXY_CELERY_THREADS={CELERY_THREADS} {shlex.join(celery)} >> {shlex.quote(str(CELERY_LOG))} 2>&1 < /dev/null &\n"
+            'exec "$@"'
+        )
         cmd = ["bash", "-c", script, "galaxy", *cmd]
     with LOG.open("ab") as logf:
         logf.write(banner.encode())
@@ -504,7 +519,7 @@ def celery_ready() -> bool:
         text = CELERY_LOG.read_text(errors="replace")
     except OSError:
         return False
-    return " ready." in text.rsplit("===== ", 1)[-1]
+    return "Galaxy app built in the worker" in text.rsplit("===== ", 1)[-1]
 
 
 def stop_server(quiet: bool = False, timeout: float = 60) -> bool:
@@ -620,7 +635,28 @@ def keys_valid(keys: dict) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def harness_lock():
+    """Serialize up/down: two `up`s at once (e.g. scripts/test and a test-galaxy run) must not
+    both start a server; the second waits and then finds it up."""
+    import fcntl
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    with (STATE / "harness.lock").open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another scripts/galaxy up/down is in progress; waiting for it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def cmd_up(mode: str, quiet_if_up: bool = False) -> dict:
+    with harness_lock():
+        return _cmd_up(mode, quiet_if_up)
+
+
+def _cmd_up(mode: str, quiet_if_up: bool = False) -> dict:
     p = port()
     venv = galaxy_venv()
     galaxy_pkg = galaxy_package_dir(venv)
@@ -680,10 +716,11 @@ def warn_live_runs(action: str) -> None:
 
 
 def cmd_down() -> None:
-    if running_pid() is not None:
-        warn_live_runs("stopping Galaxy")
-    if stop_server():
-        log("stopped")
+    with harness_lock():
+        if running_pid() is not None:
+            warn_live_runs("stopping Galaxy")
+        if stop_server():
+            log("stopped")
 
 
 def cmd_status() -> int:
@@ -1053,6 +1090,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     (STATE / "test-runs").mkdir(parents=True, exist_ok=True)
     me = STATE / "test-runs" / str(os.getpid())
     me.touch()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below
     try:
         return _run_tests(args, targets, keys, mode)
     finally:
