@@ -125,6 +125,8 @@ SECTION_NAMES = {
     "info": "Info",
 }
 SECTION_ORDER = list(SECTION_NAMES)
+# Labels for sub-folders of a stage folder (tools/analysis/fmri/ -> "fMRI" inside Analysis).
+LABEL_NAMES = {"fmri": "fMRI"}
 NOT_TOOLS = {"macros.xml", "datatypes_conf.xml"}
 
 
@@ -304,7 +306,13 @@ def tool_conf_xml(galaxy_pkg: Path) -> str:
     for section in order:
         name = SECTION_NAMES.get(section, section.replace("_", " ").title())
         lines.append(f'  <section id="neurostation_{section}" name={quoteattr("NeuroStation · " + name)}>')
-        for path in sorted(by_section[section]):
+        label = None  # a sub-folder (tools/analysis/fmri/) becomes a label inside the section
+        for path in sorted(by_section[section], key=lambda p: (len(p.relative_to(TOOLS).parts), p)):
+            rel = path.relative_to(TOOLS).parts
+            if len(rel) > 2 and rel[1] != label:
+                label = rel[1]
+                text = LABEL_NAMES.get(label, label.replace("_", " ").title())
+                lines.append(f"    <label id={quoteattr(f'neurostation_{section}_{label}')} text={quoteattr(text)} />")
             lines.append(f"    <tool file={quoteattr(str(path))} />")
         lines.append("  </section>")
     lines.append('  <section id="collection_operations" name="Collection Operations">')

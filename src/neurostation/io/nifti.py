@@ -86,3 +86,18 @@ def iter_nifti_blocks(path, slab=16):
             yield np.asanyarray(img.dataobj[:, :, z0 : z0 + slab, ...])
         except Exception as exc:  # truncated gzip/raw data surfaces here
             raise UserError(f"cannot read the voxels of NIfTI {os.path.basename(path)}: {exc}") from None
+
+
+def load_series(path, min_volumes=3):
+    """Open a 4D NIfTI series (x, y, z, time) lazily; 3D images and series too short to
+    correlate become a UserError."""
+    img = load_nifti(path)
+    name = os.path.basename(path)
+    if img.ndim != 4:
+        shape = " x ".join(str(n) for n in img.shape)
+        raise UserError(f"NIfTI {name} is a {img.ndim}D image ({shape}); this step needs a 4D "
+                        "series (x, y, z, time)")
+    if img.shape[3] < min_volumes:
+        raise UserError(f"NIfTI {name} has {img.shape[3]} time point(s); at least {min_volumes} "
+                        "are needed")
+    return img
