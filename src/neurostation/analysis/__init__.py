@@ -1,0 +1,1 @@
+"""Analysis stage: numbers from volumes and series (measurements, graphs, fMRI)."""

@@ -1,0 +1,1 @@
+"""fMRI analysis: region time series, connectivity, graph measures, decompositions, seed maps."""

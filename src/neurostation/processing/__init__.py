@@ -1,0 +1,1 @@
+"""Processing stage: volumes in, volumes out (registration, filters, segmentation)."""
