@@ -40,6 +40,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+import galaxy_s3
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".galaxy"
 CONF = STATE / "config"
@@ -50,6 +52,7 @@ STATE_FILE = STATE / "state.json"
 SECRETS_FILE = STATE / "secrets.json"
 KEYS_FILE = STATE / "keys.env"
 CELERY_LOG = STATE / "celery.log"
+S3_LOG = STATE / "s3.log"
 TOOLS = ROOT / "tools"
 WORKFLOWS = ROOT / "workflows"
 VISUALIZATIONS = ROOT / "visualizations"
@@ -57,10 +60,11 @@ PACKAGE_VENV = ROOT / ".venv"
 ARTIFACTS = ROOT / "artifacts" / "planemo"
 LIB_SH = ROOT / "scripts" / "lib.sh"
 CONFIG_TEMPLATES = ROOT / "scripts" / "galaxy_config"
+S3_CONFIG = CONF / "cloudfiles"  # cloud-files aliases for the loopback S3 server (galaxy_s3.py)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-START_TIMEOUT = int(os.environ.get("NS_GALAXY_START_TIMEOUT", "300"))
+START_TIMEOUT = int(os.environ.get("NS_GALAXY_START_TIMEOUT", "600"))
 MODES = ("container", "local")
 
 ADMIN_EMAIL = "admin@neurostation.local"
@@ -80,7 +84,8 @@ JOB_SLOTS = int(os.environ.get("NS_GALAXY_SLOTS", "1"))
 
 # Tool ids whose container needs the network (object storage, a Dask scheduler); in container
 # mode they go to the `container_net` environment, everything else runs with --network none.
-NETWORK_TOOL_IDS: list[str] = ["ns_ingest_volume"]  # may write to object storage
+# Every tool that writes to a URL or reads a JSON volume reference may reach object storage.
+NETWORK_TOOL_IDS: list[str] = ["ns_ingest_volume", "ns_image_info", "ns_cutout_volume", "ns_pyramid_volume"]
 
 # Tool ids whose HTML outputs Galaxy should display unsanitized (e.g. a report tool that
 # embeds its own scripts/styles); written to sanitize_allowlist.txt.
@@ -204,7 +209,7 @@ def write_text(path: Path, text: str, mode: int | None = None) -> bool:
 def load_secrets() -> dict:
     data = read_json(SECRETS_FILE)
     changed = False
-    for key in ("bootstrap_admin_api_key", "id_secret"):
+    for key in ("bootstrap_admin_api_key", "id_secret", "s3_secret"):
         if not data.get(key):
             data[key] = secrets.token_hex(16)
             changed = True
@@ -346,6 +351,8 @@ def job_conf(mode: str) -> dict:
     )
     net_env = "container_net" if mode == "container" else "local_venv"
     conf["tools"] += [{"id": tool_id, "environment": net_env} for tool_id in NETWORK_TOOL_IDS]
+    if galaxy_s3.ENABLED:
+        galaxy_s3.add_to_job_conf(conf, S3_CONFIG)
     return conf
 
 
@@ -408,6 +415,8 @@ def write_configs(mode: str, p: int, galaxy_pkg: Path) -> str:
     write_text(CONF / "job_conf.yml", job_yml)
     write_text(CONF / "sanitize_allowlist.txt", "".join(f"{t}\n" for t in SANITIZE_ALLOWLIST_TOOL_IDS))
     write_text(CONF / "tool_conf.xml", tool_conf_xml(galaxy_pkg))
+    if galaxy_s3.ENABLED:
+        galaxy_s3.write_alias(S3_CONFIG, p)
     # tool_conf.xml is reloaded live, so it is not part of the restart hash; the datatypes are
     # only read at start-up, so they are.
     h = hashlib.sha256()
@@ -448,6 +457,8 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if galaxy_s3.ENABLED:
+        env.update(galaxy_s3.server_env(load_secrets()["s3_secret"]))
     cmd = [
         str(venv / "bin" / "gunicorn"),
         "galaxy.webapps.galaxy.fast_factory:factory()",
@@ -482,6 +493,13 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
             'exec "$@"'
         )
         cmd = ["bash", "-c", script, "galaxy", *cmd]
+    if galaxy_s3.ENABLED:
+        # The S3 server shares the process group too; its log goes next to Galaxy's.
+        moto = f"{shlex.join(galaxy_s3.moto_command(PACKAGE_VENV, p))} >> {shlex.quote(str(S3_LOG))} 2>&1 < /dev/null &\n"
+        if cmd[0] == "bash":
+            cmd[2] = moto + cmd[2]
+        else:
+            cmd = ["bash", "-c", moto + 'exec "$@"', "galaxy", *cmd]
     with LOG.open("ab") as logf:
         logf.write(banner.encode())
         logf.flush()
@@ -511,6 +529,14 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
     state["ready_seconds"] = round(elapsed, 1)
     write_text(STATE_FILE, json.dumps(state, indent=2) + "\n")
     log(f"Galaxy answered after {elapsed:.1f} s")
+    if galaxy_s3.ENABLED:
+        try:
+            galaxy_s3.create_bucket(p)
+        except (RuntimeError, OSError) as exc:
+            print(tail(S3_LOG), file=sys.stderr)
+            stop_server(quiet=True)
+            die(f"object storage: {exc} (log above: {S3_LOG})")
+        log(f"S3 server on {galaxy_s3.endpoint(p)}: tools reach it as {galaxy_s3.ALIAS}://{galaxy_s3.BUCKET}/...")
     if CELERY:
         while not celery_ready():
             if time.time() - started > START_TIMEOUT:
@@ -760,6 +786,8 @@ def cmd_env() -> int:
         die("no keys yet: run scripts/galaxy up")
     for k, v in keys.items():
         print(f"export {k}={shlex.quote(v)}")
+    if galaxy_s3.ENABLED:
+        print("\n".join(galaxy_s3.env_lines(read_json(STATE_FILE).get("port", port()))))
     return 0
 
 

@@ -27,9 +27,10 @@ def cli():
     return run
 
 
-# The browser tests need playwright, which lives in the tooling venv (scripts/test runs them
-# there against a live Galaxy); the package venv skips collecting them.
+# The browser and Galaxy API tests need playwright and bioblend, which live in the tooling venv
+# (scripts/test runs them there against a live Galaxy); the package venv skips collecting them.
 try:
+    import bioblend  # noqa: F401
     import playwright  # noqa: F401
 except ImportError:
-    collect_ignore = ["ui"]
+    collect_ignore = ["ui", "galaxy"]
