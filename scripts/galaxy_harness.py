@@ -80,7 +80,7 @@ JOB_SLOTS = int(os.environ.get("NS_GALAXY_SLOTS", "1"))
 
 # Tool ids whose container needs the network (object storage, a Dask scheduler); in container
 # mode they go to the `container_net` environment, everything else runs with --network none.
-NETWORK_TOOL_IDS: list[str] = ["ns_ingest_volume"]  # may write to object storage
+NETWORK_TOOL_IDS: list[str] = ["ns_ingest_volume", "ns_stitch_tiles"]  # may write to object storage
 
 # Tool ids whose HTML outputs Galaxy should display unsanitized (e.g. a report tool that
 # embeds its own scripts/styles); written to sanitize_allowlist.txt.
