@@ -168,6 +168,16 @@ def test_volume_options_on_a_tiff_output(tmp_path, two_tiles, capsys, options, m
     assert not (tmp_path / "m.tif").exists()
 
 
+def test_jpeg_of_16_bit_tiles_is_refused_before_any_work(tmp_path, source, capsys):
+    tiles, _ = cut_tiles(source, 1, 2, 64, 0.25, jitter=0, seed=0)
+    paths = write_tiles(tmp_path / "w", [t.astype(np.uint16) for t in tiles])
+    code = run_stitch(tmp_path, paths, tmp_path / "vol", "--grid", "1x2", "--overlap", "0.25",
+                      "--encoding", "jpeg")
+    assert code == 2 and _error(capsys).startswith(
+        "error: jpeg encoding takes uint8 images with 1 or 3 channels, not uint16")
+    assert not (tmp_path / "vol").exists()
+
+
 def test_float64_tiles_cannot_be_a_volume(tmp_path, source, capsys):
     tiles, _ = cut_tiles(source, 1, 2, 64, 0.25, jitter=0, seed=0)
     paths = write_tiles(tmp_path / "f", [t.astype(np.float64) for t in tiles])
@@ -176,4 +186,4 @@ def test_float64_tiles_cannot_be_a_volume(tmp_path, source, capsys):
     assert _error(capsys) == ("error: input data type float64 cannot be stored; precomputed "
                               "volumes take uint8, int8, uint16, int16, uint32, int32, uint64, "
                               "float32")
-    assert not (tmp_path / "vol" / "neurostation.json").exists()
+    assert not (tmp_path / "vol").exists() and not (tmp_path / "positions.tsv").exists()

@@ -27,7 +27,7 @@ from ..units import UNIT_NM, convert, normalize_unit
 from . import mosaic
 from .mosaic_volume import write_mosaic_volume
 from .tiles import TileFile, about, read_tile
-from .volume import write_reference
+from .volume import check_storable, write_reference
 
 ORDERS = ("row-major", "snake")
 FORMATS = ("tiff", "precomputed")
@@ -388,6 +388,8 @@ def run(args):
         raise UserError(f"got {len(tiles)} tiles but --grid {rows}x{cols} with "
                         f"{args.sections} section(s) needs {per_section * args.sections}")
     tile_shape, dtype, facts = check_tiles(tiles)
+    if kind == "precomputed":
+        check_storable(dtype, 1, args)  # before the registration, not after
     stage = None
     if args.stage_positions:
         stage = read_stage_positions(args.stage_positions, [name for name, _ in tiles])

@@ -67,17 +67,22 @@ def default_chunk(voxel_nm):
     return (128, 128, 64) if anisotropic else (64, 64, 64)
 
 
+def check_storable(dtype, channels, options):
+    """Refuse data a precomputed volume with these options (--encoding, layer type) cannot hold."""
+    if np.dtype(dtype).name not in DTYPES:
+        raise UserError(f"input data type {np.dtype(dtype).name} cannot be stored; precomputed "
+                        f"volumes take {', '.join(DTYPES)}")
+    check_encoding(options.encoding, dtype, channels, options.layer_type)
+
+
 def write_volume(source, url, voxel_nm, options, jobs, params, record, budget=None):
     """Create the volume for `source` at `url` (chunking from --chunk-size or the default,
     --levels scales, --encoding) and write it with its pyramid, completion record last.
     `options` holds chunk_size, encoding, levels and layer_type as the commands parse them."""
     dtype = np.dtype(source.dtype)
-    if dtype.name not in DTYPES:
-        raise UserError(f"input data type {dtype.name} cannot be stored; precomputed volumes "
-                        f"take {', '.join(DTYPES)}")
+    check_storable(dtype, source.channels, options)
     chunk = (tuple(int(v) for v in parse_xyz(options.chunk_size, "--chunk-size"))
              if options.chunk_size else default_chunk(voxel_nm))
-    check_encoding(options.encoding, dtype, source.channels, options.layer_type)
     if options.levels is not None and options.levels < 0:
         raise UserError(f"--levels must be 0 or more, got {options.levels}")
     chunk = tuple(min(c, n) for c, n in zip(chunk, source.shape))
