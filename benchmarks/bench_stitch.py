@@ -11,9 +11,18 @@ in pixels after removing the global translation; speed is tiles per second of po
 estimation, single process, single-threaded BLAS. Blending (ours only) is timed apart.
 
 Run: .venv/bin/python benchmarks/bench_stitch.py   (about a minute on 2 cores)
+
+With --memory: peak RSS (whole process tree) of `neurostation stitch` writing a TIFF mosaic
+vs a precomputed volume, side by side, as the grid grows (2x2, 4x4, 6x6 tiles of 1024 px by
+default): the TIFF path holds the canvas, the precomputed path blends box by box, so its peak
+should stay flat. Prints MiB, growth from the smallest grid and TIFF/precomputed ratios.
 """
 
+import argparse
 import os
+import shutil
+import sys
+import tempfile
 import time
 
 # Both methods single-threaded, BLAS included: on a shared machine threaded BLAS makes the
@@ -22,6 +31,7 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import numpy as np  # noqa: E402
+import tifffile  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from skimage import color, data  # noqa: E402
 from skimage.registration import phase_cross_correlation  # noqa: E402
@@ -111,7 +121,71 @@ def timed(func, *args):
     return result, time.perf_counter() - start
 
 
+def write_grid_tiles(folder, n, size, overlap):
+    """n x n uint8 tiles of `size` px cut at nominal steps (plus a few px of jitter) from one
+    large synthetic image (smooth random structure and noise), written as TIFF files."""
+    rng = np.random.default_rng(n)
+    step = int(size * (1 - overlap))
+    extent = step * (n - 1) + size + 16
+    coarse = rng.normal(0, 1, (extent // 16 + 2, extent // 16 + 2))
+    image = ndimage.zoom(coarse, 16, order=1)[:extent, :extent] * 40 + 128
+    image += rng.normal(0, 6, image.shape)
+    os.makedirs(folder)
+    paths = []
+    for i in range(n * n):
+        r, c = divmod(i, n)
+        y, x = r * step + rng.integers(0, 8), c * step + rng.integers(0, 8)
+        paths.append(os.path.join(folder, f"tile_{i:03d}.tif"))
+        tile = np.clip(image[y:y + size, x:x + size], 0, 255).astype(np.uint8)
+        tifffile.imwrite(paths[-1], tile, metadata={"axes": "YX"})
+    return paths
+
+
+def memory(grids, size, overlap, jobs):
+    """Peak RSS of the TIFF and the precomputed paths of the command per grid size."""
+    from bench_ingest import run_measured
+
+    cli = os.path.join(os.path.dirname(sys.executable), "neurostation")
+    work = tempfile.mkdtemp(prefix="bench-stitch-", dir=os.environ.get("BENCH_DIR"))
+    rows = []
+    try:
+        for n in grids:
+            paths = write_grid_tiles(os.path.join(work, f"tiles{n}"), n, size, overlap)
+            base = [cli, "stitch", *paths, "--grid", f"{n}x{n}", "--overlap", str(overlap),
+                    "--positions", os.path.join(work, "p.tsv"), "--jobs", str(jobs)]
+            t_tiff, m_tiff = run_measured(base + ["-o", os.path.join(work, "m.tif")])
+            t_vol, m_vol = run_measured(base + ["-o", os.path.join(work, "vol")])
+            with tifffile.TiffFile(os.path.join(work, "m.tif")) as tif:
+                shape = tif.series[0].shape
+            rows.append((n, shape, t_tiff, m_tiff, t_vol, m_vol))
+            for name in ("m.tif", "vol", f"tiles{n}"):
+                path = os.path.join(work, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nstitch peak memory (RSS of the process tree, MiB; tiles {size} px, overlap "
+          f"{overlap}, jobs={jobs})")
+    head = ("grid", "mosaic px", "Mpx", "TIFF s", "TIFF MiB", "TIFF growth", "precomp s",
+            "precomp MiB", "precomp growth", "TIFF/precomp")
+    print("  ".join(f"{h:>14}" for h in head))
+    for n, shape, t_tiff, m_tiff, t_vol, m_vol in rows:
+        cells = (f"{n}x{n}", f"{shape[1]}x{shape[0]}", f"{shape[0] * shape[1] / 1e6:.1f}",
+                 f"{t_tiff:.1f}", f"{m_tiff:.0f}", f"{m_tiff / rows[0][3]:.2f}x", f"{t_vol:.1f}",
+                 f"{m_vol:.0f}", f"{m_vol / rows[0][5]:.2f}x", f"{m_tiff / m_vol:.2f}x")
+        print("  ".join(f"{c:>14}" for c in cells))
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--memory", action="store_true",
+                        help="peak RSS of the TIFF vs the precomputed output as the grid grows")
+    parser.add_argument("--grids", default="2,4,6", help="grid sizes for --memory (n x n)")
+    parser.add_argument("--tile", type=int, default=1024, help="tile size for --memory (px)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="--jobs for --memory")
+    args = parser.parse_args()
+    if args.memory:
+        memory([int(n) for n in args.grids.split(",")], args.tile, 0.1, args.jobs)
+        return
     rng = np.random.default_rng(0)
     images = {}
     ours(*cut(load("camera"), 2, 2, 64, 0.2, 0, rng)[:1], 2, 2, 64, 0.2)  # warm up imports

@@ -85,7 +85,9 @@ JOB_SLOTS = int(os.environ.get("NS_GALAXY_SLOTS", "1"))
 # Tool ids whose container needs the network (object storage, a Dask scheduler); in container
 # mode they go to the `container_net` environment, everything else runs with --network none.
 # Every tool that writes to a URL or reads a JSON volume reference may reach object storage.
-NETWORK_TOOL_IDS: list[str] = ["ns_ingest_volume", "ns_image_info", "ns_cutout_volume", "ns_pyramid_volume"]
+NETWORK_TOOL_IDS: list[str] = [
+    "ns_ingest_volume", "ns_stitch_tiles", "ns_image_info", "ns_cutout_volume", "ns_pyramid_volume",
+]
 
 # Tool ids whose HTML outputs Galaxy should display unsanitized (e.g. a report tool that
 # embeds its own scripts/styles); written to sanitize_allowlist.txt.

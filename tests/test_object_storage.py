@@ -77,3 +77,26 @@ def test_missing_bucket_fails_cleanly(cli, s3, data):
     result = cli("ingest", data("stack.ome.tif"), "-o", "labs3://no-such-bucket/v", env=s3)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: cannot write a volume at labs3://no-such-bucket/v")
+
+
+def test_stitch_to_s3_equals_the_tiff_mosaic(tmp_path, cli, s3):
+    rng = np.random.default_rng(8)
+    picture = (rng.random((150, 150)) * 255).astype(np.uint8)
+    tiles = []
+    for y, x in ((0, 0), (0, 70), (70, 0), (70, 70)):  # 2 x 2 tiles of 80 px, 10 px overlap
+        tiles.append(tmp_path / f"tile_{len(tiles)}.tif")
+        tifffile.imwrite(tiles[-1], picture[y:y + 80, x:x + 80])
+    options = ["--grid", "2x2", "--overlap", "0.125", "--positions", tmp_path / "p.tsv"]
+    assert cli("stitch", *tiles, "-o", tmp_path / "m.tif", *options).returncode == 0
+    url = "labs3://lab-bucket/mosaics/m1"
+    ref = tmp_path / "ref.json"
+    result = cli("stitch", *tiles, "-o", url, "--chunk-size", "32,32,1", "--reference", ref,
+                 *options, env=s3)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(ref.read_text()) == {"url": url}
+    out = tmp_path / "back.tif"
+    assert cli("cutout", ref, "-o", out, env=s3).returncode == 0
+    mosaic = tifffile.imread(tmp_path / "m.tif")
+    np.testing.assert_array_equal(tifffile.imread(out), mosaic)
+    np.testing.assert_array_equal(mosaic[:150, :150], picture)  # exact tiles, exact mosaic
+    assert "testing-secret" not in result.stderr

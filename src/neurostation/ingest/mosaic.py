@@ -160,7 +160,8 @@ def register_windows(task):
     from skimage.registration import phase_cross_correlation
 
     key, win_a, win_b, k0, margin = task
-    win_a, win_b = win_a.astype(np.float64), win_b.astype(np.float64)
+    # windows may be lazy (regions of tiles on disk): reading them here keeps the pool's tasks small
+    win_a, win_b = np.asarray(win_a, dtype=np.float64), np.asarray(win_b, dtype=np.float64)
     spread = float(min(win_a.std(), win_b.std()))
     nominal = np.rint(k0).astype(int)
     (tx0, tx1, sx0, sx1), (ty0, ty1, sy0, sy1) = (
@@ -188,6 +189,8 @@ def overlap_width(tile_shape, nominal):
 
 def register_pairs(tiles, pairs, nominal, max_shift=None, mapper=map):
     """Measure every pair (a, b) of tile indices; `nominal` holds each tile's nominal (x, y).
+    Tiles are arrays, or lazy stand-ins with `.shape` whose slices turn into arrays on
+    np.asarray (then only the overlap windows are ever read).
     The search reaches max_shift px from nominal (default: half the overlap width; at most
     3/4 of it, so that a quarter of the overlap always remains to compare). `mapper(func,
     tasks)` runs the registrations (in a pool, say) and may return results in any order.
@@ -297,26 +300,54 @@ def _ramp(length, frac):
     return np.clip(np.minimum(u + 0.5, length - 0.5 - u), 0, None)
 
 
-def blend(tiles, positions, shape, dtype):
-    """Feathered (distance-weighted) blend of tiles placed at subpixel (x, y) positions on a
-    canvas of `shape`, accumulated in floating point and rounded back to `dtype`."""
+def footprint(position, tile_shape):
+    """Where blending draws a tile at subpixel (x, y): the canvas pixel (ix, iy) of its padded
+    top-left, the fractional offsets (fx, fy) and the drawn extent (h + 1, w + 1)."""
+    x, y = position
+    ix, iy = int(np.floor(x + 1e-6)), int(np.floor(y + 1e-6))
+    return ix, iy, max(x - ix, 0.0), max(y - iy, 0.0), tile_shape[0] + 1, tile_shape[1] + 1
+
+
+def overlapping(positions, tile_shape, origin, shape):
+    """Indices of the tiles whose drawn footprint meets the region of `shape` at (y, x) `origin`."""
+    (oy, ox), (height, width) = origin, shape
+    found = []
+    for i, position in enumerate(positions):
+        ix, iy, _, _, h, w = footprint(position, tile_shape)
+        if iy < oy + height and iy + h > oy and ix < ox + width and ix + w > ox:
+            found.append(i)
+    return found
+
+
+def blend(tiles, positions, shape, dtype, origin=(0, 0)):
+    """Feathered (distance-weighted) blend of tiles placed at subpixel (x, y) positions,
+    accumulated in floating point and rounded back to `dtype`, over the region of `shape`
+    whose top-left is canvas pixel (y, x) `origin` (default: the canvas from its corner).
+    Each pixel sums the same terms in the same order whatever the region, so a canvas blended
+    region by region equals the whole canvas blended at once, bit for bit. `tiles` may be a
+    generator (one tile in memory at a time)."""
     from scipy import ndimage
 
     dtype = np.dtype(dtype)
     exact = np.float64 if dtype.itemsize > 2 else np.float32  # float32 holds 16-bit values
     total = np.zeros(shape, exact)
     weight = np.zeros(shape, exact)
-    for tile, (x, y) in zip(tiles, positions):
+    oy, ox = origin
+    for tile, position in zip(tiles, positions):
+        ix, iy, fx, fy, _, _ = footprint(position, tile.shape)
         h, w = tile.shape
-        ix, iy = int(np.floor(x + 1e-6)), int(np.floor(y + 1e-6))
-        fx, fy = max(x - ix, 0.0), max(y - iy, 0.0)
+        y0, y1 = max(iy, oy), min(iy + h + 1, oy + shape[0])
+        x0, x1 = max(ix, ox), min(ix + w + 1, ox + shape[1])
+        if y0 >= y1 or x0 >= x1:
+            continue
         padded = np.pad(tile.astype(exact), ((0, 1), (0, 1)), mode="edge")
         if fx or fy:
             padded = ndimage.shift(padded, (fy, fx), order=3, mode="nearest")
         ramp = np.outer(_ramp(h, fy), _ramp(w, fx)).astype(exact)
-        ys, xs = slice(iy, min(iy + h + 1, shape[0])), slice(ix, min(ix + w + 1, shape[1]))
-        total[ys, xs] += (padded * ramp)[:ys.stop - iy, :xs.stop - ix]
-        weight[ys, xs] += ramp[:ys.stop - iy, :xs.stop - ix]
+        part = (slice(y0 - iy, y1 - iy), slice(x0 - ix, x1 - ix))
+        region = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
+        total[region] += padded[part] * ramp[part]
+        weight[region] += ramp[part]
     np.divide(total, weight, out=total, where=weight > 0)
     if dtype.kind in "ui":
         info = np.iinfo(dtype)

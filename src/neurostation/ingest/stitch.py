@@ -2,8 +2,10 @@
 
 Neighbouring tiles are registered on their overlaps (robust NCC search, then subpixel
 correlation), unreliable pairs are rejected, a global least-squares solve places every tile,
-and tiles are feather-blended. Serial sections are stitched one at a time (one section in
-memory) and stacked on a common canvas. The algorithms live in `mosaic.py`.
+and tiles are feather-blended. Serial sections are stitched one at a time and stacked on a
+common canvas. Registration reads only the overlap windows of the tiles. The mosaic is a TIFF
+(blended a section at a time) or a Neuroglancer precomputed volume with its pyramid, blended
+box by box (`mosaic_volume.py`; memory bounded by the box). The algorithms live in `mosaic.py`.
 """
 
 import csv
@@ -17,13 +19,18 @@ import tifffile
 from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.detect import detect_format
+from ..io.precomputed import ENCODINGS, to_url
 from ..io.sources import natural_key
-from ..io.tiff import describe_tiff, iter_tiff_blocks, resolution_keywords
+from ..io.tiff import describe_tiff, resolution_keywords
 from ..progress import progress
-from ..units import UNIT_NM, normalize_unit
+from ..units import UNIT_NM, convert, normalize_unit
 from . import mosaic
+from .mosaic_volume import write_mosaic_volume
+from .tiles import TileFile, about, read_tile
+from .volume import check_storable, write_reference
 
 ORDERS = ("row-major", "snake")
+FORMATS = ("tiff", "precomputed")
 _KINDS = {"nifti": "NIfTI file", "precomputed": "precomputed volume",
           "reference": "volume reference"}
 
@@ -32,14 +39,20 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "stitch", help="stitch a grid of overlapping 2D tiles into one mosaic",
         description="Register the overlapping 2D TIFF tiles of a grid mosaic to each other "
-        "(subpixel), place them by a global least-squares fit and blend them into one TIFF. "
+        "(subpixel), place them by a global least-squares fit and blend them into one TIFF, "
+        "or into a Neuroglancer precomputed volume with its resolution pyramid (a folder or a "
+        "file://, s3:// or gs:// URL; for big mosaics: blended box by box, memory bounded by "
+        "a box, not the mosaic; an interrupted run resumes when re-run with the same arguments). "
         "Unreliable tile pairs (blank or featureless overlaps) are rejected; a tile without "
         "any reliable pair keeps its nominal offset to its neighbours. Tiles are taken in "
         "natural order of their names (tile_2 before tile_10). Writes the mosaic, the tile "
         "positions (x, y of each tile's top-left pixel in the mosaic) and optionally a "
         "quality table of the tile pairs. Rows, columns and sections count from 0.",
         epilog="example: neurostation stitch tile_*.tif --grid 3x4 --overlap 0.1 "
-        "-o mosaic.tif --positions positions.tsv --edges edges.tsv --order snake",
+        "-o mosaic.tif --positions positions.tsv --edges edges.tsv --order snake; a big "
+        "mosaic as a volume: neurostation stitch sec*_tile_*.tif --grid 8x8 --overlap 0.1 --sections 40 "
+        "-o s3://bucket/brain1 --positions positions.tsv --voxel-size 0.5,0.5,50 "
+        "--voxel-unit um --jobs 8",
     )
     p.add_argument("tiles", nargs="+", metavar="TILE", help="2D TIFF tiles, one per file")
     p.add_argument("--grid", required=True, metavar="ROWSxCOLS",
@@ -47,7 +60,12 @@ def add_parser(subparsers):
     p.add_argument("--overlap", required=True, type=float, metavar="F",
                    help="nominal overlap of neighbouring tiles as a fraction of the tile "
                    "size, in (0, 0.5], e.g. 0.1 for 10%%")
-    p.add_argument("-o", "--output", required=True, help="mosaic TIFF to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="mosaic to write: a .tif/.tiff file, or a precomputed volume (a folder, "
+                   "or a file://, s3:// or gs:// URL)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="output kind (default: tiff for a name ending in .tif or .tiff, else "
+                   "precomputed)")
     p.add_argument("--positions", required=True, metavar="TSV",
                    help="write tile positions here: tile, row, col, x, y (pixels)")
     p.add_argument("--edges", metavar="TSV",
@@ -75,9 +93,20 @@ def add_parser(subparsers):
                    help="pixel size (and section spacing), overriding the first tile's")
     p.add_argument("--voxel-unit", default="nm", choices=sorted(UNIT_NM),
                    help="unit of --voxel-size (default nm)")
+    p.add_argument("--chunk-size", metavar="X,Y,Z",
+                   help="precomputed: chunk size in voxels (default 64,64,64, or 128,128,64 "
+                   "for anisotropic voxels; z is capped at the number of sections)")
+    p.add_argument("--encoding", choices=ENCODINGS[:2], default="raw",
+                   help="precomputed: chunk encoding, raw (default) or jpeg (uint8, lossy)")
+    p.add_argument("--levels", type=int,
+                   help="precomputed: number of downsampled scales (default: until x and y "
+                   "fit in one chunk)")
+    p.add_argument("--reference", metavar="JSON",
+                   help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
     p.add_argument("--jobs", type=int, default=0, metavar="N",
-                   help="parallel processes for the tile pairs (default: GALAXY_SLOTS, else 1)")
-    p.set_defaults(func=run)
+                   help="parallel processes for the tile pairs and the volume's boxes "
+                   "(default: GALAXY_SLOTS, else 1)")
+    p.set_defaults(func=run, layer_type="image")
     return p
 
 
@@ -116,7 +145,21 @@ def _check_options(args):
         parse_voxel_size(args.voxel_size)
     if args.min_score is not None and not -1 <= args.min_score <= 1:
         raise UserError(f"--min-score is a correlation in [-1, 1], got {args.min_score:g}")
+    if output_format(args) == "tiff":
+        given = [o for o in ("chunk_size", "levels", "reference") if getattr(args, o) is not None]
+        if given or args.encoding != "raw":
+            option = "--" + (given[0] if given else "encoding").replace("_", "-")
+            raise UserError(f"{option} applies to precomputed output; {args.output} is a TIFF "
+                            "(give a folder or URL, or --format precomputed)")
     return rows, cols
+
+
+def output_format(args):
+    """tiff or precomputed: --format, else from the output's name (.tif/.tiff is a TIFF)."""
+    if args.format:
+        return args.format
+    name = str(args.output).lower()
+    return "tiff" if "://" not in name and name.endswith((".tif", ".tiff")) else "precomputed"
 
 
 def order_tiles(paths, names=None):
@@ -136,11 +179,6 @@ def order_tiles(paths, names=None):
     return sorted(zip(names, paths), key=lambda t: (natural_key(t[0]), t[1]))
 
 
-def _about(name, path):
-    """Prefix for messages about a tile: its name, when the file is called otherwise."""
-    return "" if name == os.path.basename(path) else f"tile {name}: "
-
-
 def _describe_tile(name, path):
     try:
         kind = detect_format(path)
@@ -149,7 +187,7 @@ def _describe_tile(name, path):
                             "takes 2D TIFF tiles")
         facts = describe_tiff(path)
     except UserError as exc:
-        raise UserError(f"{_about(name, path)}{exc}") from None
+        raise UserError(f"{about(name, path)}{exc}") from None
     shape = tuple(n for n in facts["shape"] if n != 1)
     if len(shape) != 2:
         raise UserError(f"tile {name} has axes {facts['axes']} and shape {facts['shape']}; "
@@ -175,15 +213,6 @@ def check_tiles(tiles):
             raise UserError(f"tiles differ in data type: {name0} is {facts0['dtype']} but "
                             f"{name} is {facts['dtype']}; convert them to one type first")
     return first[1], np.dtype(first[2]["dtype"]), first[2]
-
-
-def read_tile(name, path, shape):
-    """The pixels of one tile as a 2D array."""
-    try:
-        plane = next(iter_tiff_blocks(path))
-    except UserError as exc:
-        raise UserError(f"{_about(name, path)}{exc}") from None
-    return plane.reshape(shape)
 
 
 def read_stage_positions(path, names):
@@ -226,15 +255,20 @@ class Section:
         grid = mosaic.grid_positions(*self.grid, tile_shape, overlap)
         return np.array([grid[cell] for cell in self.cells])
 
+    def files(self, tile_shape):
+        """The tiles as lazy files: registration then reads only their overlap windows."""
+        return [TileFile(name, path, tile_shape) for name, path in self.tiles]
+
     def read(self, tile_shape):
-        return [read_tile(name, path, tile_shape) for name, path in self.tiles]
+        """The tiles' pixels, one tile at a time."""
+        return (read_tile(name, path, tile_shape) for name, path in self.tiles)
 
 
 def register_section(section, tile_shape, args, stage, jobs):
     """Measure, judge and solve one section; sets its positions and edges."""
     nominal = section.nominal(tile_shape, args.overlap, stage)
     pairs = mosaic.neighbour_pairs(section.cells)
-    images = section.read(tile_shape)
+    images = section.files(tile_shape)
     desc = "registering tile pairs" + (f" of section {section.index}" if args.sections > 1 else "")
 
     def mapper(func, tasks):
@@ -295,11 +329,36 @@ def _resolution(args, facts):
     return {}, {}
 
 
-def write_mosaic(path, sections, tile_shape, dtype, args, facts):
-    """Blend section by section (one in memory) onto a common canvas, top-left aligned; one
-    section is a YX image, several a ZYX stack."""
+def common_canvas(sections, tile_shape):
+    """(height, width) holding every section's mosaic, top-left aligned."""
     shapes = [mosaic.canvas_shape(s.positions, tile_shape) for s in sections]
-    canvas = tuple(max(sh[i] for sh in shapes) for i in range(2))
+    return tuple(max(sh[i] for sh in shapes) for i in range(2))
+
+
+def volume_voxel(args, facts, sections):
+    """(size (x, y, z), unit, size in nm) of the volume's voxels: --voxel-size, else the
+    first tile's pixel size, with the section spacing taken as the pixel size when unknown."""
+    if args.voxel_size:
+        size, unit = parse_voxel_size(args.voxel_size), normalize_unit(args.voxel_unit)
+    elif facts["voxel_size"] is not None and None not in facts["voxel_size"][:2]:
+        size, unit = tuple(facts["voxel_size"]) + (None,) * (3 - len(facts["voxel_size"])), \
+            facts["voxel_unit"]
+    else:
+        print("warning: the tiles carry no pixel size; assuming 1,1,1 nm (give --voxel-size "
+              "and --voxel-unit)", file=sys.stderr)
+        size, unit = (1.0, 1.0, 1.0), "nm"
+    if size[2] is None:
+        if sections > 1:
+            print(f"warning: no section spacing given; assuming the pixel size, {size[0]:g} "
+                  f"{unit} (give --voxel-size X,Y,Z)", file=sys.stderr)
+        size = (size[0], size[1], size[0])
+    return size, unit, convert(size, unit, "nm")
+
+
+def write_mosaic(path, sections, tile_shape, dtype, args, facts):
+    """Blend section by section (one section's canvas and one tile in memory) onto a common
+    canvas, top-left aligned; one section is a YX image, several a ZYX stack."""
+    canvas = common_canvas(sections, tile_shape)
     keywords, extra = _resolution(args, facts)
     size = len(sections) * canvas[0] * canvas[1] * dtype.itemsize
     keywords["bigtiff"] = size > 2**32 - 2**25  # classic TIFF offsets stop at 4 GiB
@@ -321,12 +380,16 @@ def write_mosaic(path, sections, tile_shape, dtype, args, facts):
 
 def run(args):
     rows, cols = _check_options(args)
+    kind = output_format(args)
+    url = to_url(args.output) if kind == "precomputed" else None
     tiles = order_tiles(args.tiles, args.names)
     per_section = rows * cols
     if len(tiles) != per_section * args.sections:
         raise UserError(f"got {len(tiles)} tiles but --grid {rows}x{cols} with "
                         f"{args.sections} section(s) needs {per_section * args.sections}")
     tile_shape, dtype, facts = check_tiles(tiles)
+    if kind == "precomputed":
+        check_storable(dtype, 1, args)  # before the registration, not after
     stage = None
     if args.stage_positions:
         stage = read_stage_positions(args.stage_positions, [name for name, _ in tiles])
@@ -337,7 +400,14 @@ def run(args):
         register_section(section, tile_shape, args, stage, jobs)
         _report(section, args.sections)
     write_tables(sections, args.positions, args.edges)
-    height, width = write_mosaic(args.output, sections, tile_shape, dtype, args, facts)
+    if kind == "tiff":
+        height, width = write_mosaic(args.output, sections, tile_shape, dtype, args, facts)
+    else:
+        height, width = common_canvas(sections, tile_shape)
+        write_mosaic_volume(url, sections, tile_shape, dtype, (height, width),
+                            volume_voxel(args, facts, len(sections)), args, jobs)
+        if args.reference:
+            write_reference(args.reference, url)
     accepted = sum(e.accepted for s in sections for e in s.edges)
     total = sum(len(s.edges) for s in sections)
     print(f"stitched {len(tiles)} tiles into {width} x {height} px (x, y)"

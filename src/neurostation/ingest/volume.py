@@ -61,9 +61,46 @@ def add_parser(subparsers):
     return p
 
 
-def _default_chunk(voxel_nm):
+def default_chunk(voxel_nm):
+    """64³ chunks, or 128 x 128 x 64 when z is at least twice as coarse as x or y."""
     anisotropic = voxel_nm[2] >= 2 * min(voxel_nm[0], voxel_nm[1])
     return (128, 128, 64) if anisotropic else (64, 64, 64)
+
+
+def check_storable(dtype, channels, options):
+    """Refuse data a precomputed volume with these options (--encoding, layer type) cannot hold."""
+    if np.dtype(dtype).name not in DTYPES:
+        raise UserError(f"input data type {np.dtype(dtype).name} cannot be stored; precomputed "
+                        f"volumes take {', '.join(DTYPES)}")
+    check_encoding(options.encoding, dtype, channels, options.layer_type)
+
+
+def write_volume(source, url, voxel_nm, options, jobs, params, record, budget=None):
+    """Create the volume for `source` at `url` (chunking from --chunk-size or the default,
+    --levels scales, --encoding) and write it with its pyramid, completion record last.
+    `options` holds chunk_size, encoding, levels and layer_type as the commands parse them."""
+    dtype = np.dtype(source.dtype)
+    check_storable(dtype, source.channels, options)
+    chunk = (tuple(int(v) for v in parse_xyz(options.chunk_size, "--chunk-size"))
+             if options.chunk_size else default_chunk(voxel_nm))
+    if options.levels is not None and options.levels < 0:
+        raise UserError(f"--levels must be 0 or more, got {options.levels}")
+    chunk = tuple(min(c, n) for c, n in zip(chunk, source.shape))
+    factors = plan_factors(source.shape, voxel_nm, chunk, options.levels)
+    create_volume(url, source.shape, dtype, voxel_nm, num_channels=source.channels,
+                  layer_type=options.layer_type, encoding=options.encoding, chunk_size=chunk,
+                  factors=cumulative(factors)[1:])
+    params = {**params, "chunk": chunk, "factors": factors, "layer_type": options.layer_type,
+              "encoding": options.encoding, "voxel_nm": voxel_nm}
+    write_pyramid(source, url, source.shape, dtype, source.channels, chunk, factors,
+                  options.layer_type, jobs, params, record, budget=budget)
+
+
+def write_reference(path, url):
+    """A small JSON reference {"url": ...} to a volume kept outside Galaxy."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"url": url}, handle)
+        handle.write("\n")
 
 
 def run(args):
@@ -72,10 +109,6 @@ def run(args):
     tmp = workdir()
     try:
         source = open_source(args.inputs, args.names, tmp)
-        dtype = source.dtype
-        if dtype.name not in DTYPES:
-            raise UserError(f"input data type {dtype.name} cannot be stored; precomputed volumes "
-                            f"take {', '.join(DTYPES)}")
         if args.voxel_size:
             size, unit = parse_xyz(args.voxel_size), args.voxel_unit
         elif source.voxel_size is None or None in source.voxel_size:
@@ -85,27 +118,11 @@ def run(args):
         else:
             size, unit = source.voxel_size, source.voxel_unit
         voxel_nm = convert(size, normalize_unit(unit), "nm")
-        chunk = (tuple(int(v) for v in parse_xyz(args.chunk_size, "--chunk-size"))
-                 if args.chunk_size else _default_chunk(voxel_nm))
-        check_encoding(args.encoding, dtype, source.channels, args.layer_type)
-        if args.levels is not None and args.levels < 0:
-            raise UserError(f"--levels must be 0 or more, got {args.levels}")
-        chunk = tuple(min(c, n) for c, n in zip(chunk, source.shape))
-        factors = plan_factors(source.shape, voxel_nm, chunk, args.levels)
-        create_volume(url, source.shape, dtype, voxel_nm, num_channels=source.channels,
-                      layer_type=args.layer_type, encoding=args.encoding, chunk_size=chunk,
-                      factors=cumulative(factors)[1:])
         record = {"command": "ingest", "sources": getattr(source, "names", [getattr(source, "name", "")]),
                   "voxel_size": list(size), "voxel_unit": normalize_unit(unit), **source.extra}
-        params = {"inputs": [os.path.abspath(p) for p in args.inputs], "chunk": chunk,
-                  "factors": factors, "layer_type": args.layer_type, "encoding": args.encoding,
-                  "voxel_nm": voxel_nm, "names": args.names}
-        write_pyramid(source, url, source.shape, dtype, source.channels, chunk, factors,
-                      args.layer_type, jobs, params, record)
+        params = {"inputs": [os.path.abspath(p) for p in args.inputs], "names": args.names}
+        write_volume(source, url, voxel_nm, args, jobs, params, record)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.reference:
-        with open(args.reference, "w", encoding="utf-8") as handle:
-            json.dump({"url": url}, handle)
-            handle.write("\n")
-
+        write_reference(args.reference, url)

@@ -26,7 +26,8 @@ def natural_key(name):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _zarr(tif):
+def zarr_view(tif):
+    """A TIFF's first series as a read-only zarr array: slicing decodes only what it touches."""
     import zarr
 
     return zarr.open(tif.aszarr(), mode="r")
@@ -62,7 +63,7 @@ class TiffStack:
     def read(self, box):
         (x0, y0, z0), (x1, y1, z1) = box.start, box.stop
         with open_tiff(self.path) as tif:
-            arr = _zarr(tif)
+            arr = zarr_view(tif)
             region = arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None]
         return _to_xyzc(np.asarray(region), self.channels)
 
@@ -93,7 +94,7 @@ class SliceList:
         planes = []
         for path in self.paths[z0:z1]:
             with open_tiff(path) as tif:
-                planes.append(np.asarray(_zarr(tif)[y0:y1, x0:x1]))
+                planes.append(np.asarray(zarr_view(tif)[y0:y1, x0:x1]))
         return _to_xyzc(np.stack(planes), self.channels)
 
 

@@ -28,14 +28,14 @@ class VolumeSource:
         return np.asarray(open_volume(self.url, mip=self.mip)[box.slices()])
 
 
-def _passes(factors, chunk, dtype, channels):
+def _passes(factors, chunk, dtype, channels, budget):
     """Split the scales into passes: [(first_mip, [factor, ...]), ...] within the budget."""
     passes, mip = [], 0
     while True:
         levels = []
         for factor in factors[mip:]:
             total = cumulative(levels + [factor])[-1]
-            if levels and box_bytes([c * t for c, t in zip(chunk, total)], dtype, channels) > BOX_BUDGET:
+            if levels and box_bytes([c * t for c, t in zip(chunk, total)], dtype, channels) > budget:
                 break
             levels.append(factor)
         passes.append((mip, levels))
@@ -66,15 +66,17 @@ class _BoxTask:
 
 
 def write_pyramid(source, url, shape, dtype, channels, chunk, factors, layer_type, jobs,
-                  params, record, write_source=True):
+                  params, record, write_source=True, budget=None):
     """Write `source` (shape x, y, z) and all `factors` scales into the volume at `url`.
 
     With write_source=False, scale 0 is already in place (the source is the volume itself)
-    and only the coarser scales are written."""
+    and only the coarser scales are written. `budget` caps the bytes of one box (default
+    BOX_BUDGET; smaller for sources whose read needs several times the box in temporaries)."""
+    budget = BOX_BUDGET if budget is None else budget
     journal = Journal(url, params)
     done = journal.done()
     totals = cumulative(factors)
-    for first_mip, levels in _passes(factors, chunk, dtype, channels):
+    for first_mip, levels in _passes(factors, chunk, dtype, channels, budget):
         base = totals[first_mip]
         src_shape = tuple(-(-n // f) for n, f in zip(shape, base))
         rel = cumulative(levels)[-1]
