@@ -70,11 +70,14 @@ def zscore(signals):
 
 
 def covariance(signals, estimator):
-    """Covariance matrix of the columns with the chosen scikit-learn estimator."""
-    from sklearn.covariance import EmpiricalCovariance, LedoitWolf
+    """Covariance matrix of the columns: the empirical (maximum-likelihood, n in the
+    denominator) one as scikit-learn's EmpiricalCovariance computes it, or LedoitWolf."""
+    if estimator == "empirical":
+        centred = signals - signals.mean(axis=0)
+        return centred.T @ centred / len(signals)
+    from sklearn.covariance import LedoitWolf
 
-    model = EmpiricalCovariance() if estimator == "empirical" else LedoitWolf()
-    return model.fit(signals).covariance_
+    return LedoitWolf().fit(signals).covariance_
 
 
 def matrix(signals, kind, estimator):
