@@ -161,6 +161,13 @@ def test_too_few_volumes(cli, tmp_path, synth):
                                                                  tmp_path / "o.tsv")
 
 
+def test_real_two_volume_series_refused(cli, tmp_path, synth):
+    """nibabel's example4d.nii.gz is a real 4D series of only 2 volumes."""
+    _, atlas, _ = synth
+    msg = fails(cli, nibabel_data("example4d.nii.gz"), atlas, "-o", tmp_path / "o.tsv")
+    assert "example4d.nii.gz has 2 time point(s); at least 3 are needed" in msg
+
+
 def test_atlas_without_overlap(cli, tmp_path, synth):
     series, _, _ = synth
     far = AFFINE.copy()
