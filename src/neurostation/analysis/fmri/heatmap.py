@@ -29,7 +29,7 @@ def draw(path, names, matrix, title, label):
     ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=font)
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
-    fig.subplots_adjust(left=0.2, bottom=0.2, right=0.95, top=0.93)
+    fig.subplots_adjust(left=0.18, bottom=0.2, right=0.86, top=0.93)
     with atomic(path) as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)
