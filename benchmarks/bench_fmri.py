@@ -36,7 +36,8 @@ from nilearn.maskers import NiftiLabelsMasker
 from sklearn.covariance import EmpiricalCovariance
 series, atlas, out = sys.argv[1:4]
 ts = NiftiLabelsMasker(atlas).fit_transform(series)
-m = ConnectivityMeasure(kind="correlation", cov_estimator=EmpiricalCovariance()).fit_transform([ts])[0]
+measure = ConnectivityMeasure(kind="correlation", cov_estimator=EmpiricalCovariance())
+m = measure.fit_transform([ts])[0]
 np.save(out, m)
 """
 
@@ -56,7 +57,8 @@ def make_data(folder, n_t, n_regions, gzip):
     atlas = os.path.join(folder, "atlas.nii.gz")
     nib.save(nib.Nifti1Image(labels, AFFINE), atlas)
     latent = rng.normal(size=(n_t, 10))
-    signals = 100 + 5 * latent @ rng.normal(size=(10, n_regions)) + rng.normal(size=(n_t, n_regions))
+    mixing = rng.normal(size=(10, n_regions))
+    signals = 100 + 5 * latent @ mixing + rng.normal(size=(n_t, n_regions))
     header = nib.Nifti1Header()
     header.set_data_shape(SHAPE + (n_t,))
     header.set_data_dtype(np.float32)

@@ -25,7 +25,8 @@ def add_parser(subparsers):
         "estimated by the empirical (maximum-likelihood) estimator by default, or with "
         "Ledoit-Wolf shrinkage (scikit-learn), which is nilearn ConnectivityMeasure's default. "
         "As in nilearn, signals are z-scored before estimating a correlation, not before a "
-        "partial correlation or covariance. With several tables (a group) the matrix written is the mean over subjects "
+        "partial correlation or covariance. With several tables (a group) the matrix written "
+        "is the mean over subjects "
         "(of the Fisher z values with --fisher-z), and --edges gets one row per subject.",
         epilog="example: neurostation connectivity sub-01_timeseries.tsv sub-02_timeseries.tsv "
         "--kind correlation --fisher-z -o mean_matrix.tsv --heatmap mean_matrix.png --edges "

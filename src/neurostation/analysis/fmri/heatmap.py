@@ -1,4 +1,5 @@
-"""Heatmap PNG of a connectivity matrix: diverging colours centred at 0, region labels, colour bar."""
+"""Heatmap PNG of a connectivity matrix: diverging colours centred at 0, region labels and a
+colour bar."""
 
 import numpy as np
 

@@ -140,11 +140,13 @@ def clean_options(args, tr):
             if value is not None and not 0 < value < nyquist:
                 raise UserError(f"{opt} {value:g} Hz must be above 0 and below the Nyquist "
                                 f"frequency {nyquist:g} Hz (TR {tr:g} s)")
-        if args.low_pass is not None and args.high_pass is not None and args.high_pass >= args.low_pass:
+        both = args.low_pass is not None and args.high_pass is not None
+        if both and args.high_pass >= args.low_pass:
             raise UserError(f"--high-pass {args.high_pass:g} Hz must be below --low-pass "
                             f"{args.low_pass:g} Hz")
-    return dict(detrend=args.detrend, standardize="zscore_sample" if args.standardize else False,
-                low_pass=args.low_pass, high_pass=args.high_pass, t_r=tr if band else None)
+    standardize = "zscore_sample" if args.standardize else None
+    return dict(detrend=args.detrend, standardize=standardize, low_pass=args.low_pass,
+                high_pass=args.high_pass, t_r=tr if band else None)
 
 
 def run(args):
