@@ -120,3 +120,16 @@ def test_names_mismatch(cli, tmp_path):
     path.write_text("\n".join(text) + "\n")
     assert "names its rows and columns differently (row 3 is 'C', column 3 is 'X')" in fails(
         cli, path, tmp_path)
+
+
+def test_negative_weights_kept_are_refused(cli, tmp_path):
+    m = -np.abs(random_matrix(5))
+    np.fill_diagonal(m, 1)
+    path = write_matrix(tmp_path / "m.tsv", m, list("ABCDE"))
+    res = cli("graph-metrics", path, "--proportion", "0.5", "--nodes", tmp_path / "n.tsv",
+              "--global", tmp_path / "g.tsv")
+    assert res.returncode == 2 and "weights <= 0" in res.stderr and "--absolute" in res.stderr
+    res = cli("graph-metrics", path, "--proportion", "0.5", "--absolute", "--nodes",
+              tmp_path / "n.tsv", "--global", tmp_path / "g.tsv")
+    assert res.returncode == 0, res.stderr
+    assert pd.read_csv(tmp_path / "g.tsv", sep="\t").set_index("measure")["value"]["edges"] == 5

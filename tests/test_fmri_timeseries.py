@@ -196,3 +196,14 @@ def test_confounds_of_wrong_length(cli, tmp_path, synth):
     fmriprep_confounds(conf, 59)
     msg = fails(cli, series, atlas, "-o", tmp_path / "o.tsv", "--confounds", conf)
     assert "has 59 rows but the series has 60 volumes" in msg
+
+
+def test_band_pass_options_checked(cli, tmp_path, synth):
+    series, atlas, _ = synth
+    out = tmp_path / "o.tsv"
+    assert "below the Nyquist frequency 0.25 Hz (TR 2 s)" in fails(cli, series, atlas, "-o", out,
+                                                                   "--low-pass", "0.3")
+    assert "--high-pass 0.1 Hz must be below --low-pass 0.05 Hz" in fails(
+        cli, series, atlas, "-o", out, "--high-pass", "0.1", "--low-pass", "0.05")
+    assert "leaves fewer than 3 of the 60 volumes" in fails(cli, series, atlas, "-o", out,
+                                                            "--drop-volumes", "58")
