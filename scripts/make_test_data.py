@@ -46,6 +46,58 @@ def make_sections(out):
     tifffile.imwrite(out("sections.tif"), np.stack(stack).astype(np.uint8), metadata={"axes": "ZYX"})
 
 
+def make_fmri(out):
+    """fMRI test data in test-data/fmri/: two subjects' 4D series (8 x 8 x 6 voxels of 3 mm,
+    40 volumes, TR 2 s) whose four block regions carry signals with the planted correlation
+    FMRI_CORR (region means exactly the planted signals, up to float32), the block atlas with
+    a label-names table, an fMRIPrep-style confounds table, the planted signals as time-series
+    tables, and a two-community matrix for graph-metrics."""
+    import pandas as pd
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from fmri_synth import AFFINE, block_atlas, exact_signals, series_from_signals
+
+    folder = out("fmri")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    corr = np.array([[1.0, 0.8, 0.0, 0.0], [0.8, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -0.5],
+                     [0.0, 0.0, -0.5, 1.0]])
+    names = ["visual_L", "visual_R", "motor_L", "motor_R"]
+    labels = block_atlas((8, 8, 6), (2, 2, 1))
+    nibabel.save(nibabel.Nifti1Image(labels, AFFINE), os.path.join(folder, "atlas.nii.gz"))
+    with open(os.path.join(folder, "atlas_labels.tsv"), "w") as handle:
+        handle.write("index\tname\n" + "".join(f"{k}\t{n}\n" for k, n in enumerate(names, 1)))
+    for sub, seed in (("01", 11), ("02", 12)):
+        signals = exact_signals(corr, 40, seed=seed)
+        img = series_from_signals(labels, signals, seed=seed + 10)
+        img = nibabel.Nifti1Image(img.get_fdata().astype(np.float32), img.affine, img.header)
+        img.set_data_dtype(np.float32)
+        nibabel.save(img, os.path.join(folder, f"sub-{sub}_task-rest_bold.nii.gz"))
+        pd.DataFrame(signals, columns=names).to_csv(
+            os.path.join(folder, f"sub-{sub}_task-rest_timeseries.tsv"), sep="\t", index=False,
+            float_format="%.12g")
+    rng = np.random.default_rng(7)
+    motion = np.cumsum(rng.normal(0, 0.05, (40, 2)), axis=0)
+    conf = pd.DataFrame(motion, columns=["trans_x", "rot_z"])
+    conf["trans_x_derivative1"] = np.r_[np.nan, np.diff(motion[:, 0])]
+    conf.to_csv(os.path.join(folder, "sub-01_task-rest_desc-confounds_timeseries.tsv"),
+                sep="\t", index=False, na_rep="n/a", float_format="%.8g")
+    conf.iloc[:30].to_csv(os.path.join(folder, "confounds_short.tsv"), sep="\t", index=False,
+                          na_rep="n/a", float_format="%.8g")
+    m = np.full((6, 6), 0.05)
+    m[:3, :3] = m[3:, 3:] = 0.9
+    m[2, 3] = m[3, 2] = 0.4
+    np.fill_diagonal(m, 1.0)
+    regions = ["A1", "A2", "A3", "B1", "B2", "B3"]
+    frame = pd.DataFrame(m, columns=regions)
+    frame.insert(0, "region", regions)
+    frame.to_csv(os.path.join(folder, "matrix.tsv"), sep="\t", index=False)
+    m[0, 5] = 0.7
+    frame = pd.DataFrame(m, columns=regions)
+    frame.insert(0, "region", regions)
+    frame.to_csv(os.path.join(folder, "matrix_asymmetric.tsv"), sep="\t", index=False)
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     out = lambda name: os.path.join(ROOT, name)  # noqa: E731
@@ -68,6 +120,7 @@ def main():
     for name in ("functional.nii", "anatomical.nii"):
         shutil.copy(os.path.join(nib_data, name), out(name))
     make_sections(out)
+    make_fmri(out)
     # A small precomputed volume (test input for the neuroglancer_precomputed datatype).
     shutil.rmtree(out("vol_ome"), ignore_errors=True)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",

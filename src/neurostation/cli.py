@@ -8,13 +8,15 @@ import argparse
 import sys
 
 from . import __version__
+from .analysis.fmri import connectivity, graph, timeseries
 from .errors import UserError
 from .ingest import align, stitch
 from .ingest import volume as ingest_volume
 from .storage import cutout, info, pyramid
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
-COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid)
+COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
+            timeseries, connectivity, graph)
 
 
 class Parser(argparse.ArgumentParser):
