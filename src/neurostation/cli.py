@@ -8,13 +8,17 @@ import argparse
 import sys
 
 from . import __version__
+from .analysis.fmri import decompose, seedmap
 from .errors import UserError
 from .ingest import align, stitch
 from .ingest import volume as ingest_volume
+from .processing import register
 from .storage import cutout, info, pyramid
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
-COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid)
+COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
+            register,
+            decompose, seedmap)
 
 
 class Parser(argparse.ArgumentParser):
