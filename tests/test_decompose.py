@@ -130,5 +130,11 @@ def test_bad_inputs(cli, planted, tmp_path):
     far[:3, 3] = 1000
     empty = tmp_path / "far_mask.nii.gz"
     nib.save(nib.Nifti1Image(np.ones(SHAPE, np.uint8), far), empty)
-    assert "far_mask.nii.gz selects no voxel of the series: no overlap" in bad(
+    assert "mask far_mask.nii.gz selects no voxel of the series: no overlap" in bad(
         cli, tmp_path, planted["series"], "--mask", empty)
+    noise = tmp_path / "noise.nii.gz"
+    rng = np.random.default_rng(0)
+    nib.save(nib.Nifti1Image(rng.standard_normal(SHAPE + (5,)).astype(np.float32), np.eye(4)),
+             noise)
+    assert "the brain mask computed from the series (as nilearn's compute_epi_mask) is empty" \
+        in bad(cli, tmp_path, noise)

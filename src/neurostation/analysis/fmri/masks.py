@@ -35,12 +35,19 @@ def brain_mask(series, path=None):
     like nilearn's compute_epi_mask (which it calls)."""
     if path:
         mask = volume_on_grid(path, series, "mask") != 0
-        where = os.path.basename(path)
-    else:
-        from nilearn.masking import compute_epi_mask
+        if not mask.any():
+            raise UserError(f"mask {os.path.basename(path)} selects no voxel of the series: no "
+                            "overlap with the data")
+        return mask
+    import warnings
 
+    from nilearn.masking import compute_epi_mask
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty mask is reported below, in our words
         mask = np.asanyarray(compute_epi_mask(series).dataobj) != 0
-        where = "the mask computed from the series"
     if not mask.any():
-        raise UserError(f"{where} selects no voxel of the series: no overlap with the data")
+        raise UserError("the brain mask computed from the series (as nilearn's "
+                        "compute_epi_mask) is empty: the series may not be EPI data, or it was "
+                        "detrended; give a mask")
     return mask

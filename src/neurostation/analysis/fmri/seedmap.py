@@ -81,9 +81,9 @@ def mask_voxels(path, img, label):
 
 def slab_planes(img, max_memory_mb):
     """z-planes per slab so one slab in float64, plus its centred copy, fits the budget."""
-    x, y, _, t = img.shape
+    x, y, z, t = img.shape
     per_plane = x * y * t * 8 * 3
-    return max(1, int(max_memory_mb * 2 ** 20 // per_plane))
+    return max(1, min(z, int(max_memory_mb * 2 ** 20 // per_plane)))
 
 
 def seed_series(path, seed, planes, t):
