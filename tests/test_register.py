@@ -214,3 +214,42 @@ def test_atlas_without_overlap(cli, tmp_path, synthetic):
                "--transform", tmp_path / "a.txt")
     assert proc.returncode == 2
     assert "atlas atlas.nii.gz has no labels on the template's grid" in proc.stderr
+
+
+def test_tiff_moving_with_voxel_size(synthetic, cli, tmp_path):
+    """The moving image as an OME-TIFF z-stack (3 mm = 3000 um voxels, origin at 0): the affine
+    found is the known one followed by the shift of origin."""
+    import tifffile
+
+    moving = nib.load(synthetic["paths"]["moving"]).get_fdata().astype(np.float32)
+    um = MM * 1000
+    tiff = tmp_path / "moving.ome.tif"
+    tifffile.imwrite(tiff, np.transpose(moving, (2, 1, 0)), ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": um, "PhysicalSizeY": um,
+                               "PhysicalSizeZ": um, "PhysicalSizeXUnit": "µm",
+                               "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"})
+    out = tmp_path / "affine.txt"
+    proc = cli("register", tiff, "--template", synthetic["paths"]["template"], "-o",
+               tmp_path / "reg.nii.gz", "--transform", out)
+    assert proc.returncode == 0, proc.stderr
+    shift = np.eye(4)
+    shift[:3, 3] = -synthetic["affine"][:3, 3]  # TIFF world = NIfTI world - NIfTI origin
+    expected = shift @ synthetic["truth"]
+    assert rms_voxels(np.loadtxt(out), expected, synthetic["mask"], synthetic["affine"]) <= 1.0
+
+
+def test_precomputed_moving_at_a_coarser_scale(synthetic, cli, tmp_path):
+    """The moving NIfTI ingested into a precomputed pyramid, registered from scale 1: the
+    source affine travels with the volume, so the known affine comes back."""
+    vol = tmp_path / "vol"
+    proc = cli("ingest", synthetic["paths"]["moving"], "-o", vol)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "affine.txt"
+    proc = cli("register", vol, "--scale", "1", "--template", synthetic["paths"]["template"],
+               "-o", tmp_path / "reg.nii.gz", "--transform", out)
+    assert proc.returncode == 0, proc.stderr
+    assert rms_voxels(np.loadtxt(out), synthetic["truth"], synthetic["mask"],
+                      synthetic["affine"]) <= 1.0
+    proc = cli("register", vol, "--scale", "9", "--template", synthetic["paths"]["template"],
+               "-o", tmp_path / "r.nii.gz", "--transform", tmp_path / "a.txt")
+    assert proc.returncode == 2 and "--mip 9 does not exist" in proc.stderr

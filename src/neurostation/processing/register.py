@@ -14,6 +14,7 @@ from ..io.grids import nearest_on_grid, same_grid
 from ..io.nifti import load_nifti
 from ..io.outputs import nifti_suffix, staged
 from .checkerboard import write_checkerboard
+from .volumes import read_any
 
 MNI152 = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
@@ -39,7 +40,10 @@ def add_parser(subparsers):
         "--transform affine.txt --resolution 2 --atlas atlas.nii.gz --labels-out "
         "labels_in_subject.nii.gz --qc checkerboard.png",
     )
-    p.add_argument("moving", help="volume to register (3D NIfTI)")
+    p.add_argument("moving", help="volume to register: 3D NIfTI, a TIFF z-stack with its voxel "
+                   "size, or a precomputed volume (folder, URL or JSON reference)")
+    p.add_argument("--scale", type=int, default=0,
+                   help="scale of a precomputed moving volume, 0 = full resolution (default)")
     p.add_argument("-o", "--output", required=True,
                    help="registered image: the moving image on the template grid (NIfTI)")
     p.add_argument("--transform", required=True, metavar="TXT",
@@ -238,10 +242,13 @@ def run(args):
     if bool(args.atlas) != bool(args.labels_out):
         raise UserError("--atlas and --labels-out go together")
     reference = read_matrix(args.reference_transform) if args.reference_transform else None
-    name = os.path.basename(args.moving)
+    name = os.path.basename(args.moving.rstrip("/")) or args.moving
     template_path = args.template or default_template()
     template, t_affine = load_template(template_path, args.resolution)
-    moving, m_affine = read_volume(args.moving, "moving image")
+    if args.scale < 0:
+        raise UserError(f"--scale must be 0 or more, got {args.scale}")
+    moving, m_affine = read_any(args.moving, args.scale,
+                                lambda path: read_volume(path, "moving image"))
     check_not_empty(moving, "moving image", name)
     if args.init == "header":
         check_overlap(template, t_affine, moving, m_affine, name)
