@@ -103,13 +103,14 @@ def seed_series(path, seed, planes, t):
 
 def correlate(block, seed):
     """Pearson r of each voxel's series (block x, y, z, t) with the centred, unit-norm seed."""
-    flat = np.asarray(block, np.float64).reshape(-1, block.shape[-1])
+    # NIfTI slabs arrive in Fortran order: keep it, so (voxel, time) is a view, not a copy
+    flat = block.astype(np.float64, order="F").reshape(-1, block.shape[-1], order="F")
     flat -= flat.mean(axis=1, keepdims=True)
     norm = np.sqrt(np.einsum("ij,ij->i", flat, flat))
     r = flat @ seed
     np.divide(r, norm, out=r, where=norm > 0)
     r[norm == 0] = 0
-    return r.reshape(block.shape[:-1]), int((norm == 0).sum())
+    return r.reshape(block.shape[:-1], order="F"), int((norm == 0).sum())
 
 
 def run(args):
