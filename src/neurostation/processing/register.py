@@ -243,13 +243,13 @@ def run(args):
         raise UserError("--atlas and --labels-out go together")
     reference = read_matrix(args.reference_transform) if args.reference_transform else None
     name = os.path.basename(args.moving.rstrip("/")) or args.moving
-    template_path = args.template or default_template()
-    template, t_affine = load_template(template_path, args.resolution)
     if args.scale < 0:
         raise UserError(f"--scale must be 0 or more, got {args.scale}")
     moving, m_affine = read_any(args.moving, args.scale,
                                 lambda path: read_volume(path, "moving image"))
     check_not_empty(moving, "moving image", name)
+    template_path = args.template or default_template()
+    template, t_affine = load_template(template_path, args.resolution)
     if args.init == "header":
         check_overlap(template, t_affine, moving, m_affine, name)
     atlas = atlas_on_template(args.atlas, template, t_affine) if args.atlas else None
