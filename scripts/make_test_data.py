@@ -98,6 +98,63 @@ def make_fmri(out):
     frame.to_csv(os.path.join(folder, "matrix_asymmetric.tsv"), sep="\t", index=False)
 
 
+def make_registration_data(out):
+    """The MNI152 template (nilearn's) at 4 mm moved by a known affine (register_moving.nii.gz,
+    int16), that affine (register_truth.txt: template world -> moving world) and a left/right
+    hemisphere atlas on the 4 mm template grid (register_atlas.nii.gz)."""
+    from dipy.align.imaffine import AffineMap
+    from dipy.align.reslice import reslice
+
+    from neurostation.processing.register import default_template
+
+    img = nibabel.load(default_template())
+    data, affine = reslice(img.get_fdata(), img.affine, img.header.get_zooms()[:3], (4.0,) * 3)
+    a, b = np.radians(5), np.radians(3)
+    truth = np.eye(4)
+    truth[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    truth[:3, :3] = truth[:3, :3] @ [[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]]
+    truth[:3, 3] = (4, -3, 2)
+    grid = dict(domain_grid_shape=data.shape, domain_grid2world=affine,
+                codomain_grid_shape=data.shape, codomain_grid2world=affine)
+    moving = AffineMap(np.linalg.inv(truth), **grid).transform(data)
+    nibabel.save(nibabel.Nifti1Image(np.rint(moving).astype(np.int16), affine),
+                 out("register_moving.nii.gz"))
+    np.savetxt(out("register_truth.txt"), truth, fmt="%.6f")
+    x_world = nibabel.affines.apply_affine(affine, np.indices(data.shape).transpose(1, 2, 3, 0))[..., 0]
+    atlas = np.where(data > 0.2 * data.max(), np.where(x_world < 0, 1, 2), 0).astype(np.uint8)
+    nibabel.save(nibabel.Nifti1Image(atlas, affine), out("register_atlas.nii.gz"))
+
+
+def make_fmri_series(out):
+    """Small synthetic 4D series with known answers. seed_bold.nii.gz (10 x 10 x 6 x 30, 3 mm):
+    a seed box (label 1 of seed_labels.nii.gz) carries a signal, a second box 0.8 x that signal
+    plus noise, the rest noise. ica_bold.nii.gz (12 x 12 x 6 x 40) mixes two sparse spatial
+    sources; ica_mask.nii.gz leaves out the border."""
+    rng = np.random.default_rng(6)
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    affine[:3, 3] = (-15, -15, -9)
+    signal = rng.standard_normal(30)
+    bold = 100 + rng.standard_normal((10, 10, 6, 30))
+    bold[1:3, 1:3, 1:3] = 100 + signal + 0.1 * rng.standard_normal((2, 2, 2, 30))
+    bold[6:9, 6:9, 3:5] = 100 + 0.8 * signal + 0.6 * rng.standard_normal((3, 3, 2, 30))
+    series = nibabel.Nifti1Image(bold.astype(np.float32), affine)
+    series.header.set_xyzt_units("mm", "sec")
+    series.header["pixdim"][4] = 2.0
+    nibabel.save(series, out("seed_bold.nii.gz"))
+    labels = np.zeros((10, 10, 6), np.uint8)
+    labels[1:3, 1:3, 1:3] = 1
+    nibabel.save(nibabel.Nifti1Image(labels, affine), out("seed_labels.nii.gz"))
+    sources = np.zeros((2, 12, 12, 6))
+    sources[0, 2:6, 2:6, 1:4] = rng.laplace(3, 1, (4, 4, 3))
+    sources[1, 6:10, 6:10, 2:5] = rng.laplace(3, 1, (4, 4, 3))
+    mixed = np.einsum("kxyz,tk->xyzt", sources, rng.standard_normal((40, 2)))
+    mixed += 50 + 0.2 * rng.standard_normal(mixed.shape)
+    nibabel.save(nibabel.Nifti1Image(mixed.astype(np.float32), affine), out("ica_bold.nii.gz"))
+    mask = np.zeros((12, 12, 6), np.uint8)
+    mask[1:-1, 1:-1, :] = 1
+    nibabel.save(nibabel.Nifti1Image(mask, affine), out("ica_mask.nii.gz"))
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     out = lambda name: os.path.join(ROOT, name)  # noqa: E731
@@ -121,6 +178,8 @@ def main():
         shutil.copy(os.path.join(nib_data, name), out(name))
     make_sections(out)
     make_fmri(out)
+    make_registration_data(out)
+    make_fmri_series(out)
     # A small precomputed volume (test input for the neuroglancer_precomputed datatype).
     shutil.rmtree(out("vol_ome"), ignore_errors=True)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",

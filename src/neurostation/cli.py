@@ -8,15 +8,17 @@ import argparse
 import sys
 
 from . import __version__
-from .analysis.fmri import connectivity, graph, timeseries
+from .analysis.fmri import connectivity, decompose, graph, seedmap, timeseries
 from .errors import UserError
 from .ingest import align, stitch
 from .ingest import volume as ingest_volume
+from .processing import register
 from .storage import cutout, info, pyramid
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
 COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
-            timeseries, connectivity, graph)
+            register,
+            timeseries, connectivity, graph, decompose, seedmap)
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,0 +1,18 @@
+"""Voxel grids: comparing two NIfTI grids and carrying a label/mask volume onto another grid."""
+
+import numpy as np
+
+
+def same_grid(shape_a, affine_a, shape_b, affine_b, atol=1e-4):
+    """True when two grids have the same shape (x, y, z) and voxel-to-world affine."""
+    return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b, atol=atol)
+
+
+def nearest_on_grid(data, affine, shape, target_affine):
+    """A volume's values at the voxel centres of another grid (nearest neighbour, 0 outside):
+    how label images and masks follow a grid without inventing labels."""
+    from scipy import ndimage
+
+    m = np.linalg.inv(affine) @ target_affine
+    return ndimage.affine_transform(data, m[:3, :3], m[:3, 3], output_shape=tuple(shape[:3]),
+                                    order=0, mode="constant", cval=0)

@@ -1,0 +1,36 @@
+"""Outputs that appear complete or not at all: written under a temporary name, renamed at the end."""
+
+import contextlib
+import os
+
+from ..errors import UserError
+
+
+def nifti_suffix(path):
+    """The ending nibabel needs to write `path` as NIfTI: plain `.nii` only when asked for, else
+    gzipped (Galaxy's dataset names end in `.dat`)."""
+    return ".nii" if str(path).endswith(".nii") else ".nii.gz"
+
+
+@contextlib.contextmanager
+def staged(targets):
+    """Yield {name: temporary path} for `targets` {name: (final path, ending)} (None entries are
+    skipped); on success rename every file to its final path, on any error remove them all."""
+    temps = {name: f"{path}.part{ending}" for name, (path, ending) in targets.items()
+             if path is not None}
+    try:
+        yield temps
+        for name, temp in temps.items():
+            os.replace(temp, targets[name][0])
+    except OSError as exc:
+        _remove(temps.values())
+        raise UserError(f"cannot write the outputs: {exc}") from None
+    except BaseException:
+        _remove(temps.values())
+        raise
+
+
+def _remove(paths):
+    for path in paths:
+        if os.path.exists(path):
+            os.remove(path)
