@@ -50,6 +50,14 @@ def load_nifti(path):
         raise UserError(f"cannot read NIfTI {name}: {exc}") from None
 
 
+def shape_3d(img):
+    """The image's shape without trailing axes of length 1 (a 4D file with one volume is 3D)."""
+    shape = tuple(img.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
 def describe_nifti(path):
     """Shape (x, y, z[, t]), dtype, voxel size with unit, affine and TR in seconds."""
     img = load_nifti(path)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.grids import nearest_on_grid, same_grid
-from ..io.nifti import load_nifti
+from ..io.nifti import load_nifti, shape_3d
 from ..io.outputs import nifti_suffix, staged
 from .checkerboard import write_checkerboard
 from .volumes import read_any
@@ -99,9 +99,7 @@ def read_volume(path, role):
     """(float64 array x,y,z, affine) of a 3D NIfTI; 4D with one volume is accepted."""
     img = load_nifti(path)
     name = os.path.basename(path)
-    shape = img.shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
+    shape = shape_3d(img)
     if len(shape) != 3:
         dims = " x ".join(str(n) for n in img.shape)
         raise UserError(f"{role} {name} is a {len(img.shape)}D image ({dims}); register needs "

@@ -8,16 +8,14 @@ import nibabel as nib
 import numpy as np
 
 from ...errors import UserError
-from ...io.nifti import load_nifti
+from ...io.nifti import load_nifti, shape_3d
 
 
 def load_labels(path):
     """The atlas as a 3D NIfTI of whole-number labels (a trailing axis of length 1 is dropped)."""
     img = load_nifti(path)
     name = os.path.basename(path)
-    shape = img.shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
+    shape = shape_3d(img)
     if len(shape) != 3:
         raise UserError(f"the atlas {name} has shape {img.shape}; give a 3D label image")
     data = np.asanyarray(img.dataobj).reshape(shape)
