@@ -252,4 +252,4 @@ def test_precomputed_moving_at_a_coarser_scale(synthetic, cli, tmp_path):
                       synthetic["affine"]) <= 1.0
     proc = cli("register", vol, "--scale", "9", "--template", synthetic["paths"]["template"],
                "-o", tmp_path / "r.nii.gz", "--transform", tmp_path / "a.txt")
-    assert proc.returncode == 2 and "--mip 9 does not exist" in proc.stderr
+    assert proc.returncode == 2 and "--scale 9 does not exist" in proc.stderr

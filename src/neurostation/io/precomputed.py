@@ -62,15 +62,16 @@ def resolve_volume(path_or_url):
     return to_url(path_or_url)
 
 
-def open_complete(path_or_url, mip=0):
-    """Open a volume for reading, refusing one whose writer did not finish."""
+def open_complete(path_or_url, mip=0, option="--mip"):
+    """Open a volume for reading, refusing one whose writer did not finish; `option` names
+    the command's scale option in the message about a scale that does not exist."""
     url = resolve_volume(path_or_url)
     vol = open_volume(url)
     if not read_record(url):
         raise UserError(f"volume {url} is incomplete (no {RECORD}): the run that wrote it was "
                         "interrupted; re-run it with the same arguments to finish it")
     if not 0 <= mip < len(vol.info["scales"]):
-        raise UserError(f"--mip {mip} does not exist: the volume has scales 0 to "
+        raise UserError(f"{option} {mip} does not exist: the volume has scales 0 to "
                         f"{len(vol.info['scales']) - 1}")
     vol.mip = mip
     return vol

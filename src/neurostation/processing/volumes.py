@@ -37,7 +37,7 @@ def read_precomputed(path, name, scale):
     from ..io.precomputed import open_complete, read_record, resolve_volume
     from ..storage.cutout import region_affine
 
-    vol = open_complete(path, scale)
+    vol = open_complete(path, scale, option="--scale")
     size = [int(n) for n in vol.info["scales"][scale]["size"]]
     data = _grey(np.asarray(vol[0:size[0], 0:size[1], 0:size[2]]), name)
     resolution = [float(r) for r in vol.info["scales"][scale]["resolution"]]
