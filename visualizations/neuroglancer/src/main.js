@@ -41,12 +41,40 @@ async function locateVolume(root, datasetId) {
   return { name: dataset.name, url };
 }
 
-// The layer type from the volume's `info` when it is reachable over HTTP; otherwise Neuroglancer
-// decides from the source.
-async function layerType(url) {
-  if (!/^https?:/.test(url)) return undefined;
-  const info = await fetchJson(`${url.replace(/\/$/, "")}/info`);
-  return info.type === "segmentation" ? "segmentation" : "image";
+// The volume's `info` when it is reachable over HTTP (Neuroglancer reads s3:// and gs:// itself).
+async function readInfo(url) {
+  return /^https?:/.test(url) ? fetchJson(`${url.replace(/\/$/, "")}/info`) : undefined;
+}
+
+// Global axes in the finest scale's voxels (precomputed resolutions are nm), so positions
+// read in voxels and the scale bar in physical units.
+function dimensions(info) {
+  const { resolution } = info.scales[0];
+  return Object.fromEntries(["x", "y", "z"].map((axis, i) => [axis, [resolution[i] * 1e-9, "m"]]));
+}
+
+// Zoom (voxels of the finest axis per screen pixel) that fits the volume's largest physical
+// extent into a slice panel of about 400 pixels; Neuroglancer centres the view on the data.
+function fittedZoom(info) {
+  const { size, resolution } = info.scales[0];
+  const extent = Math.max(...size.map((n, i) => n * resolution[i]));
+  return extent / Math.min(...resolution) / 400;
+}
+
+// The viewer state for one volume: image or segmentation layer (from `info`), four panels.
+function volumeState(volume, info) {
+  const layer = { source: `precomputed://${volume.url}`, name: volume.name };
+  const state = {
+    layers: [layer],
+    selectedLayer: { layer: volume.name },
+    layout: "4panel",
+    crossSectionBackgroundColor: "#000000",
+  };
+  if (info) {
+    layer.type = info.type === "segmentation" ? "segmentation" : "image";
+    Object.assign(state, { dimensions: dimensions(info), crossSectionScale: fittedZoom(info) });
+  }
+  return state;
 }
 
 async function showGalaxyDataset(incoming) {
@@ -59,8 +87,7 @@ async function showGalaxyDataset(incoming) {
     const datasetId = incoming.visualization_config?.dataset_id;
     if (!datasetId) throw new Error("Galaxy gave no dataset_id");
     const volume = await locateVolume(root, datasetId);
-    const layer = { type: await layerType(volume.url), source: `precomputed://${volume.url}`, name: volume.name };
-    viewer.state.restoreState({ layers: [layer], selectedLayer: { layer: volume.name }, layout: "4panel" });
+    viewer.state.restoreState(volumeState(volume, await readInfo(volume.url)));
   } catch (error) {
     new StatusMessage().setErrorMessage(`NeuroStation viewer: ${error.message}`);
     throw error;
