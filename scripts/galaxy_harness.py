@@ -420,12 +420,13 @@ def stage_static(galaxy_pkg: Path) -> None:
             lib_sh("ns_viewer_bundle")
         except subprocess.CalledProcessError:
             log("warning: scripts/build-viewer failed: the Neuroglancer visualization has no client")
-    if STATIC.is_symlink() or STATIC.is_file():
-        STATIC.unlink()
     plugins = STATIC / "plugins" / "visualizations"
     plugins.mkdir(parents=True, exist_ok=True)
-    wanted = {entry.name: entry for entry in (galaxy_pkg / "webapps" / "base" / "static").iterdir() if entry.name != "plugins"}
-    wanted.update({f"plugins/visualizations/{d.name}": d for d in VISUALIZATIONS.iterdir() if (d / "static" / f"{d.name}.xml").exists()})
+    galaxy_static = galaxy_pkg / "webapps" / "base" / "static"
+    wanted = {entry.name: entry for entry in galaxy_static.iterdir() if entry.name != "plugins"}
+    for plugin in VISUALIZATIONS.iterdir():
+        if (plugin / "static" / f"{plugin.name}.xml").exists():
+            wanted[f"plugins/visualizations/{plugin.name}"] = plugin
     for link in [*STATIC.iterdir(), *plugins.iterdir()]:
         if link.is_symlink():
             link.unlink()

@@ -9,11 +9,13 @@ with the layer hidden, so the pixels come from the data, not from the viewer's f
 """
 
 import io
+import json
 import os
 import re
 import tarfile
 import time
 import uuid
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -22,6 +24,11 @@ from PIL import Image
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 VOLUME = os.path.join(ROOT, "test-data", "vol_ome")
+# Galaxy's access log (the harness's server, both modes): the requests Galaxy answered. The
+# browser's own network events miss requests from the plugin iframe and its workers (Galaxy
+# fills the iframe without navigating it), so the server's record is the evidence.
+GALAXY_LOG = os.path.join(ROOT, ".galaxy", "galaxy.log")
+ACCESS = re.compile(r'^uvicorn\.access INFO (\S+ \S+) .*"GET (\S+) HTTP/[\d.]+" (\d+)')
 # Chunk files of a precomputed scale: <scale key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>.
 CHUNK = re.compile(r"/display/[^/]+/\d+-\d+_\d+-\d+_\d+-\d+$")
 
@@ -73,6 +80,7 @@ def volume(user, tmp_path_factory):
 
 
 def login(page, galaxy_url, user):
+    page.context.clear_cookies()  # the browser is shared by the session's tests
     page.goto(f"{galaxy_url}/login/start", wait_until="domcontentloaded")
     page.locator("input[name=login]").fill(user["email"])
     page.locator("input[name=password]").fill(user["password"])
@@ -87,8 +95,26 @@ VIEWER = f"document.querySelector('{PLUGIN_FRAME}')?.contentWindow?.viewer"
 
 
 def wait_ready(page, timeout=120):
-    """Until Neuroglancer reports every visible chunk loaded and drawn (viewer.isReady())."""
-    page.wait_for_function(f"() => {VIEWER}?.isReady()", timeout=timeout * 1000, polling=500)
+    """Until the view has a layer and Neuroglancer reports its sources and every visible chunk
+    loaded and drawn (viewer.isReady(), which is also true while there are no layers)."""
+    page.wait_for_function(f"() => {VIEWER}?.layerManager.managedLayers.length > 0 && {VIEWER}.isReady()",
+                           timeout=timeout * 1000, polling=500)
+
+
+def galaxy_requests(prefix, settle=2.0):
+    """(time, path, status) of the GET requests under prefix in Galaxy's access log, once no new
+    one has arrived for `settle` seconds."""
+    found, seen_at = None, time.time()
+    while True:
+        with open(GALAXY_LOG, errors="replace") as log:
+            lines = [ACCESS.match(line) for line in log]
+        now = [(datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp(), m[2], int(m[3]))
+               for m in lines if m and m[2].startswith(prefix)]
+        if now != found:
+            found, seen_at = now, time.time()
+        elif time.time() - seen_at >= settle:
+            return found
+        time.sleep(0.5)
 
 
 def pixels(locator):
@@ -104,22 +130,19 @@ def test_plugin_is_offered_for_precomputed_datasets(user, volume):
 
 def test_neuroglancer_streams_and_draws_the_volume(page, galaxy_url, user, volume, screenshot):
     login(page, galaxy_url, user)
-    responses = []
-    page.context.on("response", lambda r: responses.append((time.time(), r.url, r.status)))
     start = time.time()
-    page.goto(f"{galaxy_url}/visualizations/display?visualization=neuroglancer&dataset_id={volume['id']}",
-              wait_until="domcontentloaded")
+    open_plugin(page, galaxy_url, volume["id"])
     wait_ready(page)
     ready = time.time()
 
-    base = f"{galaxy_url}/datasets/{volume['id']}/display"
-    ours = [(t, url, status) for t, url, status in responses if url.startswith(base)]
-    chunks = [(t, url, status) for t, url, status in ours if CHUNK.search(url)]
-    assert (f"{base}/info", 200) in [(url, status) for _, url, status in ours]
-    assert chunks and all(status == 200 for _, _, status in chunks), ours
+    prefix = f"/datasets/{volume['id']}/display"
+    requests = galaxy_requests(prefix)
+    chunks = [(t, path, status) for t, path, status in requests if CHUNK.search(path)]
+    assert (f"{prefix}/info", 200) in [(path, status) for _, path, status in requests], requests
+    assert chunks and all(status == 200 for _, _, status in chunks), requests
     first_chunk = min(t for t, _, _ in chunks) - start
     print(f"\nfirst chunk after {first_chunk:.1f} s, drawn after {ready - start:.1f} s; "
-          f"{len(chunks)} chunk requests: {sorted({u[len(base):] for _, u, _ in chunks})}")
+          f"{len(chunks)} chunk requests: {sorted(path[len(prefix):] for _, path, _ in chunks)}")
 
     iframe = page.locator(PLUGIN_FRAME)
     screenshot(page, "galaxy-neuroglancer-view.png")
@@ -132,3 +155,42 @@ def test_neuroglancer_streams_and_draws_the_volume(page, galaxy_url, user, volum
     changed = np.abs(shown - hidden) > 16
     assert changed.mean() > 0.01, f"the layer changes only {changed.mean():.2%} of the view"
     assert page.errors == [], page.errors
+
+
+def paste_reference(gi, history_id, reference):
+    upload = gi.tools.paste_content(json.dumps(reference), history_id, file_type="json")
+    dataset = upload["outputs"][0]
+    gi.datasets.wait_for_dataset(dataset["id"], maxwait=300)
+    return dataset
+
+
+def open_plugin(page, galaxy_url, dataset_id):
+    """The page a biologist reaches from the dataset's "Visualize" list. Page errors count from
+    here on (the Galaxy client aborts its pending requests when the login page is left)."""
+    page.goto(f"{galaxy_url}/visualizations/display?visualization=neuroglancer&dataset_id={dataset_id}",
+              wait_until="domcontentloaded")
+    page.errors.clear()
+
+
+def test_json_reference_is_opened_at_its_url(page, galaxy_url, user, volume):
+    """A reference to a volume over HTTP (here: the same volume as Galaxy serves it)."""
+    base = f"{galaxy_url}/datasets/{volume['id']}/display"
+    reference = paste_reference(user["gi"], volume["history_id"], {"url": base})
+    login(page, galaxy_url, user)
+    start = time.time()
+    open_plugin(page, galaxy_url, reference["id"])
+    wait_ready(page)
+    chunks = [status for t, path, status in galaxy_requests(base[len(galaxy_url):])
+              if t >= start and CHUNK.search(path)]
+    assert chunks and set(chunks) == {200}
+    assert page.evaluate(f"() => {VIEWER}.state.toJSON().layers[0].source") == f"precomputed://{base}"
+    assert page.errors == [], page.errors
+
+
+def test_reference_a_browser_cannot_open_is_reported(page, galaxy_url, user, volume):
+    reference = paste_reference(user["gi"], volume["history_id"], {"url": "file:///data/volume"})
+    login(page, galaxy_url, user)
+    open_plugin(page, galaxy_url, reference["id"])
+    message = page.frame_locator(PLUGIN_FRAME).get_by_text("which a browser cannot open")
+    message.wait_for(timeout=60_000)
+    assert "points to file:///data/volume" in message.inner_text()
