@@ -97,24 +97,26 @@ VIEWER = f"document.querySelector('{PLUGIN_FRAME}')?.contentWindow?.viewer"
 def wait_ready(page, timeout=120):
     """Until the view has a layer and Neuroglancer reports its sources and every visible chunk
     loaded and drawn (viewer.isReady(), which is also true while there are no layers)."""
-    page.wait_for_function(f"() => {VIEWER}?.layerManager.managedLayers.length > 0 && {VIEWER}.isReady()",
-                           timeout=timeout * 1000, polling=500)
+    ready = f"() => {VIEWER}?.layerManager.managedLayers.length > 0 && {VIEWER}.isReady()"
+    page.wait_for_function(ready, timeout=timeout * 1000, polling=500)
 
 
-def galaxy_requests(prefix, settle=2.0):
-    """(time, path, status) of the GET requests under prefix in Galaxy's access log, once no new
-    one has arrived for `settle` seconds."""
-    found, seen_at = None, time.time()
-    while True:
+def galaxy_requests(prefix, since, settle=2.0, timeout=120):
+    """(time, path, status) of the GET requests under prefix since `since` (epoch s) in Galaxy's
+    access log, once chunk files were among them and no new request came for `settle` s."""
+    found, changed, deadline = None, time.time(), time.time() + timeout
+    while time.time() < deadline:
         with open(GALAXY_LOG, errors="replace") as log:
-            lines = [ACCESS.match(line) for line in log]
+            matches = [ACCESS.match(line) for line in log]
         now = [(datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp(), m[2], int(m[3]))
-               for m in lines if m and m[2].startswith(prefix)]
+               for m in matches if m and m[2].startswith(prefix)]
+        now = [request for request in now if request[0] >= since]
         if now != found:
-            found, seen_at = now, time.time()
-        elif time.time() - seen_at >= settle:
-            return found
+            found, changed = now, time.time()
+        elif time.time() - changed >= settle and any(CHUNK.search(path) for _, path, _ in found):
+            break
         time.sleep(0.5)
+    return found
 
 
 def pixels(locator):
@@ -132,16 +134,16 @@ def test_neuroglancer_streams_and_draws_the_volume(page, galaxy_url, user, volum
     login(page, galaxy_url, user)
     start = time.time()
     open_plugin(page, galaxy_url, volume["id"])
-    wait_ready(page)
-    ready = time.time()
-
     prefix = f"/datasets/{volume['id']}/display"
-    requests = galaxy_requests(prefix)
+    requests = galaxy_requests(prefix, since=start)
+    wait_ready(page)  # after the chunks came: isReady() is also true before any was asked for
+    ready = time.time()
     chunks = [(t, path, status) for t, path, status in requests if CHUNK.search(path)]
     assert (f"{prefix}/info", 200) in [(path, status) for _, path, status in requests], requests
     assert chunks and all(status == 200 for _, _, status in chunks), requests
     first_chunk = min(t for t, _, _ in chunks) - start
-    print(f"\nfirst chunk after {first_chunk:.1f} s, drawn after {ready - start:.1f} s; "
+    print(f"\nfirst chunk served {first_chunk:.1f} s after opening, all drawn by "
+          f"{ready - start:.1f} s; "
           f"{len(chunks)} chunk requests: {sorted(path[len(prefix):] for _, path, _ in chunks)}")
 
     iframe = page.locator(PLUGIN_FRAME)
@@ -167,8 +169,8 @@ def paste_reference(gi, history_id, reference):
 def open_plugin(page, galaxy_url, dataset_id):
     """The page a biologist reaches from the dataset's "Visualize" list. Page errors count from
     here on (the Galaxy client aborts its pending requests when the login page is left)."""
-    page.goto(f"{galaxy_url}/visualizations/display?visualization=neuroglancer&dataset_id={dataset_id}",
-              wait_until="domcontentloaded")
+    page.goto(f"{galaxy_url}/visualizations/display?visualization=neuroglancer"
+              f"&dataset_id={dataset_id}", wait_until="domcontentloaded")
     page.errors.clear()
 
 
@@ -179,11 +181,12 @@ def test_json_reference_is_opened_at_its_url(page, galaxy_url, user, volume):
     login(page, galaxy_url, user)
     start = time.time()
     open_plugin(page, galaxy_url, reference["id"])
+    chunks = [status for _, path, status in galaxy_requests(base[len(galaxy_url):], since=start)
+              if CHUNK.search(path)]
     wait_ready(page)
-    chunks = [status for t, path, status in galaxy_requests(base[len(galaxy_url):])
-              if t >= start and CHUNK.search(path)]
     assert chunks and set(chunks) == {200}
-    assert page.evaluate(f"() => {VIEWER}.state.toJSON().layers[0].source") == f"precomputed://{base}"
+    source = page.evaluate(f"() => {VIEWER}.state.toJSON().layers[0].source")
+    assert source == f"precomputed://{base}"
     assert page.errors == [], page.errors
 
 
