@@ -9,6 +9,7 @@ own venv (scripts/lib.sh: ns_galaxy_venv). Everything generated lives in <repo>/
 
     .galaxy/config/   galaxy.yml, job_conf.yml (from the templates in scripts/galaxy_config/),
                       tool_conf.xml, sanitize_allowlist.txt
+    .galaxy/web_static/  Galaxy's static files plus visualizations/<name> (links; its static_dir)
     .galaxy/data/     Galaxy's data_dir (sqlite databases, datasets, job directories)
     .galaxy/galaxy.log, celery.log, galaxy.pid, state.json (mode, port, config hash),
     .galaxy/secrets.json (bootstrap key, id_secret), keys.env (URL and API keys)
@@ -60,6 +61,9 @@ PACKAGE_VENV = ROOT / ".venv"
 ARTIFACTS = ROOT / "artifacts" / "planemo"
 LIB_SH = ROOT / "scripts" / "lib.sh"
 CONFIG_TEMPLATES = ROOT / "scripts" / "galaxy_config"
+# Not STATE/static: Galaxy (GALAXY_ROOT_DIR=STATE) also scans <root>/static/plugins/visualizations
+# and would find every plugin twice.
+STATIC = STATE / "web_static"
 S3_CONFIG = CONF / "cloudfiles"  # cloud-files aliases for the loopback S3 server (galaxy_s3.py)
 
 HOST = "127.0.0.1"
@@ -395,6 +399,9 @@ def galaxy_config(mode: str, p: int, galaxy_pkg: Path, sec: dict) -> dict:
         )
     if VISUALIZATIONS.is_dir():
         galaxy["visualization_plugins_directory"] = str(VISUALIZATIONS)
+        # Galaxy's client loads a plugin's entry point from /static/plugins/visualizations/<name>/
+        # static/, which it serves from static_dir only: point static_dir at a staged copy.
+        galaxy["static_dir"] = f"{STATIC}/"
     # Extra settings: NS_GALAXY_EXTRA_CONFIG=path/to/extra.yml (a mapping merged into galaxy:).
     extra = os.environ.get("NS_GALAXY_EXTRA_CONFIG")
     if extra:
@@ -402,6 +409,29 @@ def galaxy_config(mode: str, p: int, galaxy_pkg: Path, sec: dict) -> dict:
 
         galaxy.update(yaml.safe_load(Path(extra).read_text()) or {})
     return cfg
+
+
+def stage_static(galaxy_pkg: Path) -> None:
+    """Galaxy's static files plus our visualization plugins at plugins/visualizations/<name>, as
+    links in STATIC (Galaxy serves plugin entry points from its static dir only). Builds the
+    Neuroglancer client first (scripts/build-viewer, cached)."""
+    if (VISUALIZATIONS / "neuroglancer" / "package.json").exists():
+        try:
+            lib_sh("ns_viewer_bundle")
+        except subprocess.CalledProcessError:
+            log("warning: scripts/build-viewer failed: the Neuroglancer visualization has no client")
+    plugins = STATIC / "plugins" / "visualizations"
+    plugins.mkdir(parents=True, exist_ok=True)
+    galaxy_static = galaxy_pkg / "webapps" / "base" / "static"
+    wanted = {entry.name: entry for entry in galaxy_static.iterdir() if entry.name != "plugins"}
+    for plugin in VISUALIZATIONS.iterdir():
+        if (plugin / "static" / f"{plugin.name}.xml").exists():
+            wanted[f"plugins/visualizations/{plugin.name}"] = plugin
+    for link in [*STATIC.iterdir(), *plugins.iterdir()]:
+        if link.is_symlink():
+            link.unlink()
+    for name, target in wanted.items():
+        (STATIC / name).symlink_to(target)
 
 
 def write_configs(mode: str, p: int, galaxy_pkg: Path) -> str:
@@ -418,6 +448,8 @@ def write_configs(mode: str, p: int, galaxy_pkg: Path) -> str:
     write_text(CONF / "job_conf.yml", job_yml)
     write_text(CONF / "sanitize_allowlist.txt", "".join(f"{t}\n" for t in SANITIZE_ALLOWLIST_TOOL_IDS))
     write_text(CONF / "tool_conf.xml", tool_conf_xml(galaxy_pkg))
+    if VISUALIZATIONS.is_dir():
+        stage_static(galaxy_pkg)
     if galaxy_s3.ENABLED:
         galaxy_s3.write_alias(S3_CONFIG, p)
     # tool_conf.xml is reloaded live, so it is not part of the restart hash; the datatypes are

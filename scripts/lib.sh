@@ -82,3 +82,38 @@ ns_package_venv() {
 
 ns_tooling_venv() { ns_cached_venv tooling "$NS_ROOT/requirements/tooling.txt"; }
 ns_galaxy_venv() { ns_cached_venv galaxy "$NS_ROOT/requirements/galaxy.txt"; }
+
+# ns_viewer_bundle -> prints the folder of the standalone Neuroglancer client (viewer.js,
+# viewer.css, index.html, assets/) bundled with Vite from the neuroglancer npm package by the
+# recipe in visualizations/neuroglancer/ (package.json + package-lock.json, vite.config.js,
+# src/, public/). node_modules is cached per lock file, the bundle per hash of the recipe, both
+# under $NS_CACHE; the bundle is linked as visualizations/neuroglancer/static/dist (git-ignored),
+# where the Galaxy plugin's entry point finds it.
+ns_viewer_bundle() {
+  local recipe="$NS_ROOT/visualizations/neuroglancer" lockfd
+  local modules="$NS_CACHE/viewer-npm-$(ns_hash "$recipe/package.json" "$recipe/package-lock.json")"
+  local bundle="$NS_CACHE/viewer-$(cd "$recipe" && ns_hash package.json package-lock.json vite.config.js $(find src public -type f | sort))"
+  exec {lockfd}>"$bundle.lock"
+  flock "$lockfd"
+  if [ ! -f "$bundle/.complete" ]; then
+    if [ ! -f "$modules/.complete" ]; then
+      ns_log "npm ci for the viewer in $modules"
+      rm -rf "$modules"; mkdir -p "$modules"
+      cp "$recipe/package.json" "$recipe/package-lock.json" "$modules/"
+      # `npm install`, not `npm ci`: the lock lists only this platform's optional packages.
+      (cd "$modules" && nice -n 10 npm install --no-audit --no-fund --loglevel=error >&2)
+      touch "$modules/.complete"
+    fi
+    ns_log "bundling the Neuroglancer client into $bundle"
+    local work="$bundle.work"
+    rm -rf "$work" "$bundle"; mkdir -p "$work"
+    cp -r "$recipe/package.json" "$recipe/vite.config.js" "$recipe/src" "$recipe/public" "$work/"
+    ln -s "$modules/node_modules" "$work/node_modules"
+    (cd "$work" && nice -n 10 node node_modules/vite/bin/vite.js build --logLevel warn --outDir "$bundle" >&2)
+    rm -rf "$work"
+    touch "$bundle/.complete"
+  fi
+  exec {lockfd}>&-
+  ln -sfn "$bundle" "$recipe/static/dist"
+  echo "$bundle"
+}
