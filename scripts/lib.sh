@@ -97,7 +97,7 @@ ns_viewer_bundle() {
   flock "$lockfd"
   if [ ! -f "$bundle/.complete" ]; then
     if [ ! -f "$modules/.complete" ]; then
-      ns_log "npm ci for the viewer in $modules"
+      ns_log "npm install for the viewer in $modules"
       rm -rf "$modules"; mkdir -p "$modules"
       cp "$recipe/package.json" "$recipe/package-lock.json" "$modules/"
       # `npm install`, not `npm ci`: the lock lists only this platform's optional packages.
