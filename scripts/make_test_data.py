@@ -155,6 +155,31 @@ def make_fmri_series(out):
     nibabel.save(nibabel.Nifti1Image(mask, affine), out("ica_mask.nii.gz"))
 
 
+def make_segmentation(out):
+    """seg_ome: uint32 labels on the grid of vol_ome (20 x 16 x 4 voxels of 250 x 250 x 1000 nm,
+    chunks 8,8,2, raw, pyramid by mode), written by `neurostation ingest --layer-type
+    segmentation` from an OME-TIFF: two boxes (labels 1, 2), a disc column (3) and a box with a
+    non-consecutive label (7), so viewers and label tools see several distinct segments."""
+    import tempfile
+
+    z, y, x = np.indices((4, 16, 20))
+    labels = np.zeros((4, 16, 20), np.uint32)
+    labels[:, 2:7, 2:8] = 1
+    labels[1:3, 3:9, 11:18] = 2
+    labels[(x - 6) ** 2 + (y - 12) ** 2 <= 9] = 3
+    labels[1:, 11:15, 13:19] = 7
+    with tempfile.TemporaryDirectory() as tmp:
+        tiff = os.path.join(tmp, "labels.ome.tif")
+        tifffile.imwrite(tiff, labels, ome=True,
+                         metadata={"axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25,
+                                   "PhysicalSizeZ": 1.0, "PhysicalSizeXUnit": "µm",
+                                   "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"})
+        shutil.rmtree(out("seg_ome"), ignore_errors=True)
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
+                        tiff, "-o", out("seg_ome"), "--chunk-size", "8,8,2",
+                        "--layer-type", "segmentation"], check=True)
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     out = lambda name: os.path.join(ROOT, name)  # noqa: E731
@@ -184,6 +209,7 @@ def main():
     shutil.rmtree(out("vol_ome"), ignore_errors=True)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
                     out("stack.ome.tif"), "-o", out("vol_ome"), "--chunk-size", "8,8,2"], check=True)
+    make_segmentation(out)
 
 
 if __name__ == "__main__":
