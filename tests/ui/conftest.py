@@ -5,6 +5,7 @@ them with GALAXY_URL set. Without it they fail loudly rather than skip.
 """
 
 import os
+import uuid
 
 import pytest
 
@@ -23,6 +24,25 @@ def galaxy_url():
         pytest.fail("GALAXY_URL is not set: run these tests through scripts/test (or "
                     "eval \"$(scripts/galaxy env)\" first)")
     return url.rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def user(galaxy_url):
+    """A fresh user with a known password (to log in through the form) and an API key; deleted
+    and purged at the end (the harness's galaxy.yml has allow_user_deletion: true)."""
+    from bioblend.galaxy import GalaxyInstance
+
+    admin_key = os.environ.get("GALAXY_ADMIN_KEY")
+    if not admin_key:
+        pytest.fail("GALAXY_ADMIN_KEY is not set: eval \"$(scripts/galaxy env)\" first")
+    admin = GalaxyInstance(galaxy_url, key=admin_key)
+    name = f"viewer-{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    created = admin.users.create_local_user(name, f"{name}@neurostation.local", password)
+    gi = GalaxyInstance(galaxy_url, key=admin.users.create_user_apikey(created["id"]))
+    yield {"email": f"{name}@neurostation.local", "password": password, "gi": gi}
+    admin.users.delete_user(created["id"])
+    admin.users.delete_user(created["id"], purge=True)
 
 
 @pytest.fixture(scope="session")

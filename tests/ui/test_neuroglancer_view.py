@@ -8,64 +8,14 @@ own viewer.isReady()), with no page errors; the drawn picture must differ from t
 with the layer hidden, so the pixels come from the data, not from the viewer's frame.
 """
 
-import io
-import json
 import os
-import re
-import tarfile
 import time
-import uuid
-from datetime import datetime
 
-import numpy as np
 import pytest
-from bioblend.galaxy import GalaxyInstance
-from PIL import Image
+from galaxy_viewer import (CHUNK, PLUGIN_FRAME, TEST_DATA, VIEWER, galaxy_requests, login,
+                           open_plugin, paste_json, pixels, upload_directory, wait_ready)
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-VOLUME = os.path.join(ROOT, "test-data", "vol_ome")
-# Galaxy's access log (the harness's server, both modes): the requests Galaxy answered. The
-# browser's own network events miss requests from the plugin iframe and its workers (Galaxy
-# fills the iframe without navigating it), so the server's record is the evidence.
-GALAXY_LOG = os.path.join(ROOT, ".galaxy", "galaxy.log")
-ACCESS = re.compile(r'^uvicorn\.access INFO (\S+ \S+) .*"GET (\S+) HTTP/[\d.]+" (\d+)')
-# Chunk files of a precomputed scale: <scale key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>.
-CHUNK = re.compile(r"/display/[^/]+/\d+-\d+_\d+-\d+_\d+-\d+$")
-
-
-@pytest.fixture(scope="module")
-def user(galaxy_url, tmp_path_factory):
-    """A fresh user with a known password (to log in through the form) and an API key. Galaxy
-    does not let admins delete users here, so it stays (the test database is thrown away)."""
-    admin_key = os.environ.get("GALAXY_ADMIN_KEY")
-    if not admin_key:
-        pytest.fail("GALAXY_ADMIN_KEY is not set: eval \"$(scripts/galaxy env)\" first")
-    admin = GalaxyInstance(galaxy_url, key=admin_key)
-    name = f"viewer-{uuid.uuid4().hex[:8]}"
-    password = uuid.uuid4().hex
-    created = admin.users.create_local_user(name, f"{name}@neurostation.local", password)
-    gi = GalaxyInstance(galaxy_url, key=admin.users.create_user_apikey(created["id"]))
-    return {"email": f"{name}@neurostation.local", "password": password, "gi": gi}
-
-
-def upload_directory(gi, history_id, folder, ext, tmp_path):
-    """Upload a folder as one directory dataset (the way planemo stages class="Directory")."""
-    archive = tmp_path / f"{os.path.basename(folder)}.tar"
-    with tarfile.open(archive, "w") as tar:
-        for entry in sorted(os.listdir(folder)):
-            tar.add(os.path.join(folder, entry), arcname=entry)
-    uploader = gi.get_tus_uploader(str(archive))
-    uploader.upload()
-    # An empty primary file; the archive's members become the dataset's extra files.
-    element = {"src": "pasted", "paste_content": "", "ext": ext, "name": os.path.basename(folder),
-               "extra_files": {"src": "files", "items_from": "archive", "fuzzy_root": False}}
-    payload = {"history_id": history_id, "targets": [
-        {"destination": {"type": "hdas"}, "elements": [element], "auto_decompress": False}],
-        "files_0|file_data": {"session_id": uploader.session_id, "name": archive.name}}
-    response = gi.make_post_request(f"{gi.url}/tools/fetch", payload=payload)
-    dataset = response["outputs"][0]
-    gi.datasets.wait_for_dataset(dataset["id"], maxwait=300)
-    return gi.datasets.show_dataset(dataset["id"])
+VOLUME = os.path.join(TEST_DATA, "vol_ome")
 
 
 @pytest.fixture(scope="module")
@@ -77,50 +27,6 @@ def volume(user, tmp_path_factory):
     assert dataset["extension"] == "neuroglancer_precomputed" and dataset["state"] == "ok"
     yield dataset
     gi.histories.delete_history(history["id"], purge=True)
-
-
-def login(page, galaxy_url, user):
-    page.context.clear_cookies()  # the browser is shared by the session's tests
-    page.goto(f"{galaxy_url}/login/start", wait_until="domcontentloaded")
-    page.locator("input[name=login]").fill(user["email"])
-    page.locator("input[name=password]").fill(user["password"])
-    page.locator("button[type=submit], input[type=submit]").first.click()
-    page.wait_for_function("() => window.Galaxy?.user?.id", timeout=60_000)
-
-
-# Galaxy writes the plugin into an iframe it fills itself (no navigation, so Playwright lists
-# no frame for it): the viewer is reached through the parent page.
-PLUGIN_FRAME = "iframe#galaxy_visualization"
-VIEWER = f"document.querySelector('{PLUGIN_FRAME}')?.contentWindow?.viewer"
-
-
-def wait_ready(page, timeout=120):
-    """Until the view has a layer and Neuroglancer reports its sources and every visible chunk
-    loaded and drawn (viewer.isReady(), which is also true while there are no layers)."""
-    ready = f"() => {VIEWER}?.layerManager.managedLayers.length > 0 && {VIEWER}.isReady()"
-    page.wait_for_function(ready, timeout=timeout * 1000, polling=500)
-
-
-def galaxy_requests(prefix, since, settle=2.0, timeout=120):
-    """(time, path, status) of the GET requests under prefix since `since` (epoch s) in Galaxy's
-    access log, once chunk files were among them and no new request came for `settle` s."""
-    found, changed, deadline = None, time.time(), time.time() + timeout
-    while time.time() < deadline:
-        with open(GALAXY_LOG, errors="replace") as log:
-            matches = [ACCESS.match(line) for line in log]
-        now = [(datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp(), m[2], int(m[3]))
-               for m in matches if m and m[2].startswith(prefix)]
-        now = [request for request in now if request[0] >= since]
-        if now != found:
-            found, changed = now, time.time()
-        elif time.time() - changed >= settle and any(CHUNK.search(path) for _, path, _ in found):
-            break
-        time.sleep(0.5)
-    return found
-
-
-def pixels(locator):
-    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("L"), dtype=float)
 
 
 def test_plugin_is_offered_for_precomputed_datasets(user, volume):
@@ -159,25 +65,10 @@ def test_neuroglancer_streams_and_draws_the_volume(page, galaxy_url, user, volum
     assert page.errors == [], page.errors
 
 
-def paste_reference(gi, history_id, reference):
-    upload = gi.tools.paste_content(json.dumps(reference), history_id, file_type="json")
-    dataset = upload["outputs"][0]
-    gi.datasets.wait_for_dataset(dataset["id"], maxwait=300)
-    return dataset
-
-
-def open_plugin(page, galaxy_url, dataset_id):
-    """The page a biologist reaches from the dataset's "Visualize" list. Page errors count from
-    here on (the Galaxy client aborts its pending requests when the login page is left)."""
-    page.goto(f"{galaxy_url}/visualizations/display?visualization=neuroglancer"
-              f"&dataset_id={dataset_id}", wait_until="domcontentloaded")
-    page.errors.clear()
-
-
 def test_json_reference_is_opened_at_its_url(page, galaxy_url, user, volume):
     """A reference to a volume over HTTP (here: the same volume as Galaxy serves it)."""
     base = f"{galaxy_url}/datasets/{volume['id']}/display"
-    reference = paste_reference(user["gi"], volume["history_id"], {"url": base})
+    reference = paste_json(user["gi"], volume["history_id"], {"url": base})
     login(page, galaxy_url, user)
     start = time.time()
     open_plugin(page, galaxy_url, reference["id"])
@@ -191,7 +82,7 @@ def test_json_reference_is_opened_at_its_url(page, galaxy_url, user, volume):
 
 
 def test_reference_a_browser_cannot_open_is_reported(page, galaxy_url, user, volume):
-    reference = paste_reference(user["gi"], volume["history_id"], {"url": "file:///data/volume"})
+    reference = paste_json(user["gi"], volume["history_id"], {"url": "file:///data/volume"})
     login(page, galaxy_url, user)
     open_plugin(page, galaxy_url, reference["id"])
     message = page.frame_locator(PLUGIN_FRAME).get_by_text("which a browser cannot open")
