@@ -11,6 +11,7 @@ with the layer hidden, so the pixels come from the data, not from the viewer's f
 import os
 import time
 
+import numpy as np
 import pytest
 from galaxy_viewer import (CHUNK, PLUGIN_FRAME, TEST_DATA, VIEWER, galaxy_requests, login,
                            open_plugin, paste_json, pixels, upload_directory, wait_ready)
