@@ -461,6 +461,7 @@ def write_configs(mode: str, p: int, galaxy_pkg: Path) -> str:
     # How the processes are started matters too (Celery worker threads, its app module).
     h.update(f"celery={CELERY} threads={CELERY_THREADS}".encode())
     h.update((CONFIG_TEMPLATES / "celery_warm.py").read_bytes())
+    h.update((CONFIG_TEMPLATES / "galaxy_web.py").read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -496,7 +497,8 @@ def start_server(mode: str, p: int, venv: Path, galaxy_pkg: Path, config_hash: s
         env.update(galaxy_s3.server_env(load_secrets()["s3_secret"]))
     cmd = [
         str(venv / "bin" / "gunicorn"),
-        "galaxy.webapps.galaxy.fast_factory:factory()",
+        # galaxy_web (scripts/galaxy_config/) = Galaxy's fast_factory + plugin hrefs fixed.
+        "galaxy_web:factory()", "--pythonpath", str(CONFIG_TEMPLATES),
         "--timeout", "300",
         "-k", "galaxy.webapps.galaxy.workers.Worker",
         "-b", f"{HOST}:{p}",

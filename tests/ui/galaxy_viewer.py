@@ -13,6 +13,7 @@ from datetime import datetime
 
 import numpy as np
 from PIL import Image
+from playwright.sync_api import TimeoutError
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 TEST_DATA = os.path.join(ROOT, "test-data")
@@ -82,7 +83,24 @@ def wait_ready(page, timeout=120):
     """Until the view has a layer and Neuroglancer reports its sources and every visible chunk
     loaded and drawn (viewer.isReady(), which is also true while there are no layers)."""
     ready = f"() => {VIEWER}?.layerManager.managedLayers.length > 0 && {VIEWER}.isReady()"
-    page.wait_for_function(ready, timeout=timeout * 1000, polling=500)
+    try:
+        page.wait_for_function(ready, timeout=timeout * 1000, polling=500)
+    except TimeoutError as exc:  # say what the viewer shows instead
+        status = page.evaluate(f"""() => {{
+            const doc = document.querySelector("{PLUGIN_FRAME}")?.contentDocument;
+            const viewer = {VIEWER};
+            return doc ? {{
+                status: [...doc.querySelectorAll("[id^=neuroglancer-status-container] li")]
+                    .map((li) => li.textContent).join(" | "),
+                viewer: viewer !== undefined,
+                layers: viewer?.layerManager.managedLayers.length,
+                scripts: [...doc.querySelectorAll("script")].map((s) => s.src),
+                body: doc.body?.innerHTML.slice(0, 300),
+            }} : "no plugin frame";
+        }}""")
+        page.screenshot(path=os.path.join(ROOT, "artifacts", "screenshots", "not-ready.png"))
+        raise AssertionError(f"viewer not ready after {timeout} s: {status!r}; "
+                             f"page errors: {page.errors}") from exc
 
 
 def viewer_state(page):

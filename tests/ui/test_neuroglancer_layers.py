@@ -72,6 +72,10 @@ def test_segmentation_is_drawn_in_segment_colours_and_selectable(page, galaxy_ur
     layer = viewer_state(page)["layers"][0]
     assert (layer["type"], layer["name"]) == ("segmentation", "seg_ome")
     assert not layer.get("segments")  # nothing selected: every segment is drawn
+    # Axes in the volume's physical units (250 x 250 x 1000 nm voxels), view centred on it.
+    state = viewer_state(page)
+    assert state["dimensions"] == {"x": [2.5e-7, "m"], "y": [2.5e-7, "m"], "z": [1e-6, "m"]}
+    assert state["position"] == [10.5, 8.5, 2.5]  # the centre of the middle voxel of 20 x 16 x 4
 
     colours = segment_colours(page, "seg_ome", SEGMENTS)
     iframe = page.locator(PLUGIN_FRAME)

@@ -135,7 +135,7 @@ async function addDefaultContrast(layer, url, info) {
 // read in voxels and the scale bar in physical units.
 function dimensions(info) {
   const { resolution } = info.scales[0];
-  return Object.fromEntries(["x", "y", "z"].map((axis, i) => [axis, [resolution[i] * 1e-9, "m"]]));
+  return Object.fromEntries(["x", "y", "z"].map((axis, i) => [axis, [resolution[i] / 1e9, "m"]]));
 }
 
 // Zoom (voxels of the finest axis per screen pixel) that fits the volume's largest physical
