@@ -90,7 +90,8 @@ function chunkNames(scale) {
 // Default contrast of an image volume: the 1st-99th percentile of its coarsest scale, whose
 // raw chunks are read here (integer types widened to whole values, which is what Neuroglancer
 // keeps of a range). Undefined when that scale cannot be read this way (encoded, sharded,
-// too large, not over HTTP, uint64): Neuroglancer then spans the data type's range.
+// too large, not over HTTP, uint64) or is constant: Neuroglancer then spans the data type's
+// range.
 async function defaultContrast(url, info) {
   const Values = TYPED_ARRAYS[info.data_type];
   const scale = info.scales[info.scales.length - 1];
@@ -109,7 +110,7 @@ async function defaultContrast(url, info) {
   if (sorted.length === 0) return undefined;
   let [lo, hi] = CONTRAST_PERCENTILES.map((q) => percentile(sorted, q));
   if (info.data_type !== "float32") [lo, hi] = [Math.floor(lo), Math.ceil(hi)];
-  return hi > lo ? [lo, hi] : [lo, lo + 1];
+  return hi > lo ? [lo, hi] : undefined;
 }
 
 // One layer for a volume: image (with the default contrast) or segmentation, from its `info`.
