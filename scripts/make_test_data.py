@@ -184,6 +184,36 @@ def main():
     shutil.rmtree(out("vol_ome"), ignore_errors=True)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
                     out("stack.ome.tif"), "-o", out("vol_ome"), "--chunk-size", "8,8,2"], check=True)
+    make_qc_data(out)
+
+
+def write_ome(path, zyx, voxel_um):
+    """An OME-TIFF (axes ZYX) with physical voxel sizes (x, y, z) in µm."""
+    tifffile.imwrite(path, zyx, ome=True, photometric="minisblack",
+                     metadata={"axes": "ZYX", **{f"PhysicalSize{a}": v for a, v in zip("XYZ", voxel_um)},
+                               **{f"PhysicalSize{a}Unit": "µm" for a in "XYZ"}})
+
+
+def make_qc_data(out):
+    """Inputs of `qc`: a 24 x 20 x 6 volume (0.5 x 0.5 x 2 µm) with a bright 4 x 4 x 2 cube at
+    x 4-8, y 12-16, z 1-3 (200 on 10), its labels (1: the cube, 2: a 6 x 4 x 6 bar at x 14-20,
+    y 2-6), a copy with other voxel sizes, the mosaic of the first tile section stitched with
+    its positions.tsv, and a precomputed folder whose info is not JSON."""
+    blob = np.full((6, 20, 24), 10, np.uint8)
+    blob[1:3, 12:16, 4:8] = 200
+    write_ome(out("qc_blob.ome.tif"), blob, (0.5, 0.5, 2.0))
+    write_ome(out("qc_blob_coarse.ome.tif"), blob, (1.0, 1.0, 2.0))
+    labels = np.zeros(blob.shape, np.uint16)
+    labels[1:3, 12:16, 4:8] = 1
+    labels[:, 2:6, 14:20] = 2
+    write_ome(out("qc_labels.ome.tif"), labels, (0.5, 0.5, 2.0))
+    tiles = [os.path.join(ROOT, "tiles", f"sec0_tile{i}.tif") for i in range(4)]
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "stitch", *tiles,
+                    "--grid", "2x2", "--overlap", "0.25", "-o", out("qc_mosaic.tif"),
+                    "--positions", out("qc_positions.tsv")], check=True)
+    os.makedirs(out("vol_badinfo"), exist_ok=True)
+    with open(os.path.join(out("vol_badinfo"), "info"), "w") as handle:
+        handle.write('{"type": "image", "scales": [\n')
 
 
 if __name__ == "__main__":

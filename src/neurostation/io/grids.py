@@ -16,3 +16,8 @@ def nearest_on_grid(data, affine, shape, target_affine):
     m = np.linalg.inv(affine) @ target_affine
     return ndimage.affine_transform(data, m[:3, :3], m[:3, 3], output_shape=tuple(shape[:3]),
                                     order=0, mode="constant", cval=0)
+
+
+def voxel_sizes(affine):
+    """The voxel size along each array axis of a voxel-to-world affine (lengths of its columns)."""
+    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
