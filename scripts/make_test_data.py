@@ -198,7 +198,8 @@ def make_qc_data(out):
     """Inputs of `qc`: a 24 x 20 x 6 volume (0.5 x 0.5 x 2 µm) with a bright 4 x 4 x 2 cube at
     x 4-8, y 12-16, z 1-3 (200 on 10), its labels (1: the cube, 2: a 6 x 4 x 6 bar at x 14-20,
     y 2-6), a copy with other voxel sizes, the mosaic of the first tile section stitched with
-    its positions.tsv, and a precomputed folder whose info is not JSON."""
+    its positions.tsv, a precomputed folder whose info is not JSON and a reference to a URL
+    nothing serves."""
     blob = np.full((6, 20, 24), 10, np.uint8)
     blob[1:3, 12:16, 4:8] = 200
     write_ome(out("qc_blob.ome.tif"), blob, (0.5, 0.5, 2.0))
@@ -214,6 +215,8 @@ def make_qc_data(out):
     os.makedirs(out("vol_badinfo"), exist_ok=True)
     with open(os.path.join(out("vol_badinfo"), "info"), "w") as handle:
         handle.write('{"type": "image", "scales": [\n')
+    with open(out("qc_unreachable.json"), "w") as handle:  # nothing listens on port 9
+        handle.write('{"url": "http://127.0.0.1:9/volume"}\n')
 
 
 if __name__ == "__main__":

@@ -306,3 +306,34 @@ def test_incomplete_volume_is_refused(chunked, cli, tmp_path):
     proc = cli("qc", "projection", copy, "-o", tmp_path / "out.png")
     assert proc.returncode == 2 and "is incomplete" in proc.stderr
     assert not os.path.exists(tmp_path / "out.png")
+
+
+def test_two_gzipped_niftis_keep_their_own_voxels(data, tmp_path):
+    """Each input is unpacked in its own folder: the second NIfTI does not replace the first."""
+    import nibabel as nib
+
+    from neurostation.chunks.boxes import Box
+
+    names = ("register_moving.nii.gz", "register_atlas.nii.gz")
+    sources = [open_volume_source(data(n), str(tmp_path)) for n in names]
+    for name, source in zip(names, sources):
+        np.testing.assert_array_equal(source.read(Box((0, 0, 0), source.shape))[..., 0],
+                                      np.asanyarray(nib.load(data(name)).dataobj))
+
+
+def test_coarser_scale_of_a_pyramid(chunked, tmp_path):
+    """--mip reads scale 1 (x and y halved): its projections equal numpy's on that scale."""
+    from cloudvolume import CloudVolume
+
+    url, _ = chunked
+    source = open_volume_source(url, str(tmp_path), mip=1)
+    coarse = np.asarray(CloudVolume("file://" + os.path.abspath(url), mip=1)[:, :, :])[..., 0]
+    assert source.shape == coarse.shape == (25, 20, 20)
+    assert source.voxel_nm == (1000.0, 1000.0, 2000.0)
+    np.testing.assert_array_equal(project(source, (2,), "max")[2], coarse.max(axis=2))
+
+
+def test_mip_is_refused_for_files(cli, data, tmp_path):
+    proc = cli("qc", "projection", data("qc_blob.ome.tif"), "--mip", "1", "-o", tmp_path / "o.png")
+    assert proc.returncode == 2
+    assert "error: --mip applies to precomputed volumes; qc_blob.ome.tif is a tiff file" in proc.stderr

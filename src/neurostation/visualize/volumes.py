@@ -2,6 +2,7 @@
 reference — as a box source: shape (x, y, z), channels, dtype, voxel size in nm, read(box)."""
 
 import os
+import tempfile
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def open_volume_source(path, workdir, mip=0, name=None):
     else:
         if mip:
             raise UserError(f"--mip applies to precomputed volumes; {name} is a {kind} file")
-        source = open_source([path], [name], workdir)
+        # a folder of its own: a gzipped NIfTI is unpacked there under a fixed name
+        source = open_source([path], [name], tempfile.mkdtemp(dir=workdir))
         size = source.voxel_size
         source.chunk = (source.shape[0], source.shape[1], 1)  # whole planes: strips, slabs
         source.voxel_nm = None if size is None or None in size else \
