@@ -337,3 +337,11 @@ def test_mip_is_refused_for_files(cli, data, tmp_path):
     proc = cli("qc", "projection", data("qc_blob.ome.tif"), "--mip", "1", "-o", tmp_path / "o.png")
     assert proc.returncode == 2
     assert "error: --mip applies to precomputed volumes; qc_blob.ome.tif is a tiff file" in proc.stderr
+
+
+def test_boxes_stay_small_for_huge_planes():
+    from neurostation.visualize.project import BOX_VOXELS, box_size
+
+    size = box_size((60000, 50000, 1), (60000, 50000, 300))  # one TIFF plane of 3 G voxels
+    assert np.prod(size) <= BOX_VOXELS and size[0] == 60000 and size[2] == 1
+    assert box_size((64, 64, 64), (1000, 1000, 1000)) == (64, 128, 1000)  # z first, whole chunks

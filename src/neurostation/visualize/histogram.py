@@ -47,7 +47,7 @@ def histogram(source, bins, jobs=None, channel=0):
         raise UserError(f"{source.name} holds values that are not finite numbers (NaN or "
                         "infinity); no histogram range can be chosen")
     value_range = (float(facts["min"]), float(facts["max"]))
-    if source.dtype.kind in "iub" and facts["max"] - facts["min"] + 1 <= bins:
+    if source.dtype.kind in "iu" and facts["max"] - facts["min"] + 1 <= bins:
         bins = int(facts["max"] - facts["min"]) + 1
         value_range = (value_range[0] - 0.5, value_range[1] + 0.5)
     counts = np.zeros(bins, np.int64)

@@ -18,8 +18,12 @@ PLANE_AXES = {2: (0, 1), 1: (0, 2), 0: (1, 2)}
 
 
 def box_size(chunk, shape, limit=BOX_VOXELS):
-    """A box of whole chunks (z first, then y, then x doubled) with at most `limit` voxels."""
+    """A box of whole chunks with at most `limit` voxels: y then x halved while it is too big
+    (a huge TIFF plane), else z, y, x doubled while it stays under the limit."""
     size = [min(c, n) for c, n in zip(chunk, shape)]
+    for axis in (1, 0):
+        while np.prod(size) > limit and size[axis] > 1:
+            size[axis] = -(-size[axis] // 2)
     for axis in (2, 1, 0):
         while size[axis] < shape[axis] and np.prod(size) * 2 <= limit:
             size[axis] = min(size[axis] * 2, shape[axis])
@@ -48,7 +52,7 @@ def bin_axis(array, axis, start, factor, ufunc):
 def lowest(dtype):
     """The smallest value of a dtype (the neutral start of a maximum)."""
     dtype = np.dtype(dtype)
-    return np.iinfo(dtype).min if dtype.kind in "iub" else -np.inf
+    return np.iinfo(dtype).min if dtype.kind in "iu" else False if dtype.kind == "b" else -np.inf
 
 
 class _ProjectBox:
@@ -85,7 +89,7 @@ def project(source, axes=(2, 1, 0), method="max", bins=(1, 1, 1), region=None, j
     out = {}
     for axis in axes:
         a, b = PLANE_AXES[axis]
-        shape = (-(-stop[a] // bins[a]) - start[a] // bins[a], -(-stop[b] // bins[b]) - start[b] // bins[b])
+        shape = tuple(-(-stop[k] // bins[k]) - start[k] // bins[k] for k in (a, b))
         out[axis] = np.full(shape, lowest(source.dtype), source.dtype) if method == "max" \
             else np.zeros(shape)
     boxes = region_boxes(start, stop, box_size(source.chunk, extent))
