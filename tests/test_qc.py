@@ -345,3 +345,13 @@ def test_boxes_stay_small_for_huge_planes():
     size = box_size((60000, 50000, 1), (60000, 50000, 300))  # one TIFF plane of 3 G voxels
     assert np.prod(size) <= BOX_VOXELS and size[0] == 60000 and size[2] == 1
     assert box_size((64, 64, 64), (1000, 1000, 1000)) == (64, 128, 1000)  # z first, whole chunks
+
+
+def test_a_2d_tiff_keeps_its_pixel_size(tmp_path):
+    """A single plane has no z spacing: its pixel size still gives the scale bar."""
+    path = tmp_path / "plane.tif"
+    tifffile.imwrite(path, np.zeros((30, 40), np.uint8), resolution=(1e4 / 0.5, 1e4 / 0.5),
+                     resolutionunit="CENTIMETER", metadata={"axes": "YX"})
+    assert open_volume_source(str(path), str(tmp_path)).voxel_nm == pytest.approx((500, 500, 500))
+    stack = write_ome(tmp_path / "stack.ome.tif", np.zeros((3, 30, 40), np.uint8))
+    assert open_volume_source(stack, str(tmp_path)).voxel_nm == BLOB_VOXEL_NM

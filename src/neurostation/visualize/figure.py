@@ -69,8 +69,7 @@ def layout(sizes_nm, kind, width=WIDTH, height=HEIGHT, top=TOP, caption=CAPTION)
 
 def render(panels, path, kind="ortho", caption="", unit_known=True, width=WIDTH, height=HEIGHT,
            top=TOP, caption_px=CAPTION):
-    """Draw `panels` and save the picture as an RGB PNG of width x height pixels; returns
-    the panels' pixel rectangles."""
+    """Draw `panels` and save the picture as an RGB PNG of width x height pixels."""
     rects, scale = layout([p.size_nm for p in panels], kind, width, height, top, caption_px)
     fig, canvas = new_figure(width, height)
     for panel, rect in zip(panels, rects):
@@ -78,7 +77,6 @@ def render(panels, path, kind="ortho", caption="", unit_known=True, width=WIDTH,
     add_scale_bar(fig, scale, unit_known, width, height, caption_px)
     add_caption(fig, caption, width, height)
     save_rgb(canvas, path)
-    return rects
 
 
 def new_figure(width=WIDTH, height=HEIGHT):

@@ -8,7 +8,7 @@ import numpy as np
 from ..chunks.pool import run_tasks
 from ..errors import UserError
 from ..stats import RunningStats
-from .figure import SIDE, add_caption, new_figure, save_rgb, HEIGHT, WIDTH
+from .figure import HEIGHT, SIDE, WIDTH, add_caption, new_figure, save_rgb
 from .project import box_size, region_boxes
 
 
@@ -71,8 +71,7 @@ def histogram_view(source, path, bins, log, jobs, channel):
     ax.set_ylabel("voxels" + (" (log scale)" if log else ""))
     ax.set_title(f"intensity histogram of {source.name}", fontsize=10)
     size = " x ".join(map(str, source.shape))
-    add_caption(fig, f"{source.name}: {size} voxels, {int(counts.sum())} counted in {len(counts)} bins "
-                f"of width {edges[1] - edges[0]:.4g}; min {facts['min']:.6g}, max "
+    add_caption(fig, f"{source.name}: {size} voxels, {int(counts.sum())} counted in "
+                f"{len(counts)} bins of width {edges[1] - edges[0]:.4g}; min {facts['min']:.6g}, max "
                 f"{facts['max']:.6g}, mean {facts['mean']:.6g}", WIDTH, HEIGHT)
     save_rgb(canvas, path)
-    return counts, edges

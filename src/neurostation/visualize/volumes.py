@@ -45,12 +45,21 @@ def open_volume_source(path, workdir, mip=0, name=None):
             raise UserError(f"--mip applies to precomputed volumes; {name} is a {kind} file")
         # a folder of its own: a gzipped NIfTI is unpacked there under a fixed name
         source = open_source([path], [name], tempfile.mkdtemp(dir=workdir))
-        size = source.voxel_size
         source.chunk = (source.shape[0], source.shape[1], 1)  # whole planes: strips, slabs
-        source.voxel_nm = None if size is None or None in size else \
-            convert(size, source.voxel_unit, "nm")
+        source.voxel_nm = file_voxel_nm(source)
     source.name = name
     return source
+
+
+def file_voxel_nm(source):
+    """A file's voxel size in nm; a single plane without a z spacing (a 2D TIFF) gets its x
+    size as z; None when the file records no size."""
+    size = source.voxel_size
+    if size is not None and size[2] is None and None not in size[:2] and source.shape[2] == 1:
+        size = (size[0], size[1], size[0])
+    if size is None or None in size:
+        return None
+    return convert(size, source.voxel_unit, "nm")
 
 
 def check_channel(source, channel):
