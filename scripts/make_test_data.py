@@ -171,6 +171,8 @@ def make_view_volumes(out):
     os.makedirs(out("broken_info_vol"), exist_ok=True)
     with open(os.path.join(out("broken_info_vol"), "info"), "w") as handle:
         handle.write('{"type": "image", "scales": [\n')
+    with open(out("unreachable_ref.json"), "w") as handle:  # nothing listens on port 9
+        handle.write('{"url": "http://127.0.0.1:9/volume"}\n')
 
 
 def main():
