@@ -278,6 +278,7 @@ def test_serve_gives_info_and_chunks_with_cors(tmp_path, image, labels, client):
         proc.terminate()
         proc.wait(timeout=30)
     log = proc.stdout.read().splitlines()
+    assert proc.returncode == 0 and proc.stderr.read().strip().endswith("stopped")
     assert f"GET /volumes/0/{key}/{chunk} 200" in log and f"GET /volumes/0/{key}/{chunk} 206" in log
 
 

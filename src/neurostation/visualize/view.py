@@ -8,6 +8,7 @@ it serves them and the bundled client on 127.0.0.1 until Ctrl-C.
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -160,6 +161,11 @@ def run(args):
     print(link)
 
 
+def _stop(signum, frame):
+    """SIGTERM stops the server as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def serve(args, segments):
     """Serve local volumes and the client; volumes at browser URLs are loaded from there."""
     client = client_folder(args.client)
@@ -183,6 +189,7 @@ def serve(args, segments):
     write_outputs(args, state, link)
     print(f"Neuroglancer: {link}", flush=True)
     print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
