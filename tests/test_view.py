@@ -98,6 +98,21 @@ def test_float_contrast_is_the_exact_percentiles(tmp_path, cli):
                                coarsest_percentiles(vol), rtol=1e-6)
 
 
+def test_big_scale_contrast_from_a_strided_sample(tmp_path, monkeypatch):
+    """A coarsest scale over the sample limit: every stride-th voxel on each axis, the same
+    voxels TensorStore gives for that stride."""
+    from neurostation.visualize import volumes
+
+    rng = np.random.default_rng(3)
+    vol = make_volume(tmp_path, "big", rng.integers(0, 1000, size=(20, 100, 130), dtype=np.uint16),
+                      "--levels", "0")
+    monkeypatch.setattr(volumes, "CONTRAST_MAX_VALUES", 10_000)
+    stride = int(np.ceil((130 * 100 * 20 / 10_000) ** (1 / 3)))
+    sample = read_with_tensorstore(vol, 0)[::stride, ::stride, ::stride, 0]
+    lo, hi = np.percentile(sample, [1, 99])
+    assert stride == 3 and volumes.contrast(volumes.read_volume(vol)) == (np.floor(lo), np.ceil(hi))
+
+
 def test_segmentation_detected_with_selected_segments(tmp_path, cli, labels):
     result, state, link = view(cli, tmp_path, labels, "--public-url", labels, PUBLIC,
                                "--segments", "9,7", "--viewer-url", "https://ng.example.org/view")

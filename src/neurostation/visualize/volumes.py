@@ -19,8 +19,10 @@ BROWSER_SCHEMES = ("http", "https", "s3", "gs")
 # Seconds to wait for an http(s) volume's `info` (one try: an unreachable server fails fast).
 HTTP_TIMEOUT = 20
 # Values sampled for the contrast: the coarsest scale when it is at most this large, else an
-# evenly strided sample of it, read slab by slab.
+# evenly strided sample of it.
 CONTRAST_MAX_VALUES = 1 << 24
+# x/y edge (voxels) of one read of the contrast sample.
+TILE = 512
 # Contrast range: these percentiles of the coarsest scale's values.
 CONTRAST_PERCENTILES = (1, 99)
 
@@ -107,18 +109,9 @@ def read_volume(spec, name=None):
 def contrast(volume):
     """(lo, hi): the CONTRAST_PERCENTILES of channel 0 of the coarsest scale, as numbers of the
     volume's data type (integers widened outwards, hi > lo), for Neuroglancer's invlerp."""
-    mip = len(volume.info["scales"]) - 1
-    vol = open_volume(volume.url, mip=mip)
-    lo_b, hi_b = vol.bounds.minpt, vol.bounds.maxpt
-    size = [int(b - a) for a, b in zip(lo_b, hi_b)]
-    stride = max(1, int(np.ceil((np.prod(size) / CONTRAST_MAX_VALUES) ** (1 / 3))))
-    slab = max(stride, 64 - 64 % stride)
-    parts = []
-    for z0 in range(int(lo_b[2]), int(hi_b[2]), slab):
-        z1 = min(z0 + slab, int(hi_b[2]))
-        block = np.asarray(vol[lo_b[0]:hi_b[0], lo_b[1]:hi_b[1], z0:z1])[..., 0]
-        parts.append(block[::stride, ::stride, ::stride].ravel())
-    values = np.concatenate(parts)
+    scale = volume.info["scales"][-1]
+    vol = open_volume(volume.url, mip=len(volume.info["scales"]) - 1)
+    values = np.concatenate(list(_sample(vol, scale["chunk_sizes"][0][2])))
     lo, hi = (float(v) for v in np.percentile(values, CONTRAST_PERCENTILES))
     if np.issubdtype(values.dtype, np.integer):
         limits = np.iinfo(values.dtype)
@@ -128,3 +121,20 @@ def contrast(volume):
     elif hi <= lo:
         hi = lo + 1.0
     return lo, hi
+
+
+def _sample(vol, chunk_z):
+    """Channel-0 values of the whole scale `vol`, or of every `stride`-th voxel on each axis when
+    it has more than CONTRAST_MAX_VALUES, read tile by tile (memory: one TILE² x chunk_z block;
+    a strided sample reads only its planes)."""
+    start, stop = [int(v) for v in vol.bounds.minpt], [int(v) for v in vol.bounds.maxpt]
+    total = float(np.prod([b - a for a, b in zip(start, stop)]))
+    stride = max(1, int(np.ceil((total / CONTRAST_MAX_VALUES) ** (1 / 3))))
+    tile = max(stride, TILE - TILE % stride)
+    depth = stride if stride > 1 else max(1, int(chunk_z))
+    for z in range(start[2], stop[2], depth):
+        z1 = z + 1 if stride > 1 else min(z + depth, stop[2])
+        for y in range(start[1], stop[1], tile):
+            for x in range(start[0], stop[0], tile):
+                block = np.asarray(vol[x:min(x + tile, stop[0]), y:min(y + tile, stop[1]), z:z1])
+                yield block[::stride, ::stride, :, 0].ravel()
