@@ -32,8 +32,8 @@ def add_parser(subparsers):
         "Neuroglancer carrying it. Volumes: URLs a browser reads (http(s)://, s3://, gs://, "
         "precomputed:// allowed) or JSON references {\"url\": ...}; local folders only with "
         "--public-url or --serve. A second image volume is a coloured overlay.",
-        epilog="examples: neurostation view s3://bucket/brain gs://bucket/labels -o state.json; "
-        "neurostation view --serve ./volume ./labels",
+        epilog="example: neurostation view s3://bucket/brain gs://bucket/labels -o state.json; "
+        "local viewer: neurostation view --serve ./volume ./labels",
     )
     p.add_argument("volumes", nargs="*", metavar="VOLUME",
                    help="precomputed folder, volume URL or JSON reference; layers in this order")
