@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -111,6 +112,18 @@ def test_big_scale_contrast_from_a_strided_sample(tmp_path, monkeypatch):
     sample = read_with_tensorstore(vol, 0)[::stride, ::stride, ::stride, 0]
     lo, hi = np.percentile(sample, [1, 99])
     assert stride == 3 and volumes.contrast(volumes.read_volume(vol)) == (np.floor(lo), np.ceil(hi))
+
+
+def test_contrast_of_a_volume_with_unwritten_chunks(tmp_path, cli, image):
+    """A chunk never written counts as background (zeros), as Neuroglancer and TensorStore show it."""
+    sparse = tmp_path / "sparse"
+    shutil.copytree(image, sparse)
+    key = json.loads((sparse / "info").read_text())["scales"][-1]["key"]
+    os.remove(sparse / key / sorted(os.listdir(sparse / key))[0])
+    result, state, _ = view(cli, tmp_path, sparse, "--public-url", sparse, PUBLIC)
+    assert result.returncode == 0, result.stderr
+    lo, hi = coarsest_percentiles(sparse)
+    assert lo == 0 and state["layers"][0]["shaderControls"]["normalized"]["range"] == [0, int(np.ceil(hi))]
 
 
 def test_segmentation_detected_with_selected_segments(tmp_path, cli, labels):

@@ -111,6 +111,7 @@ def contrast(volume):
     volume's data type (integers widened outwards, hi > lo), for Neuroglancer's invlerp."""
     scale = volume.info["scales"][-1]
     vol = open_volume(volume.url, mip=len(volume.info["scales"]) - 1)
+    vol.fill_missing = True  # a chunk never written is background, as Neuroglancer shows it
     values = np.concatenate(list(_sample(vol, scale["chunk_sizes"][0][2])))
     lo, hi = (float(v) for v in np.percentile(values, CONTRAST_PERCENTILES))
     if np.issubdtype(values.dtype, np.integer):
