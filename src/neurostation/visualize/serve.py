@@ -10,6 +10,7 @@ import mimetypes
 import os
 import re
 import sys
+import threading
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +38,7 @@ def _inside(root, relative):
 
 def make_handler(client_dir, folders, log=sys.stdout):
     """A request handler serving `client_dir` at / and folders[i] at /volumes/<i>/."""
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -113,8 +115,10 @@ def make_handler(client_dir, folders, log=sys.stdout):
                     _copy(handle, self.wfile, stop - start)
 
         def log_request(self, code="-", size="-"):
-            print(f"{self.command} {urllib.parse.urlsplit(self.path).path} {int(code)}",
-                  file=log, flush=True)
+            line = f"{self.command} {urllib.parse.urlsplit(self.path).path} {int(code)}\n"
+            with lock:  # one whole line at a time from the handler threads
+                log.write(line)
+                log.flush()
 
         def log_message(self, format, *args):  # noqa: A002 (errors only; requests above)
             print(f"server: {format % args}", file=sys.stderr, flush=True)
