@@ -1,0 +1,1 @@
+"""Visualize stage: Neuroglancer views of volumes (viewer links, a local viewer)."""
