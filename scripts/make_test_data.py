@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import nibabel
 import numpy as np
@@ -155,6 +156,25 @@ def make_fmri_series(out):
     nibabel.save(nibabel.Nifti1Image(mask, affine), out("ica_mask.nii.gz"))
 
 
+def make_view_volumes(out):
+    """Inputs of `view`: a label volume on vol_ome's grid (segments 1, 2, 3 side by side in x,
+    background 0 around them) and a folder whose `info` is not JSON."""
+    labels = np.zeros((4, 16, 20), np.uint32)
+    labels[:, 2:14, 1:7], labels[:, 2:14, 7:13], labels[:, 2:14, 13:19] = 1, 2, 3
+    shutil.rmtree(out("labels_vol"), ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tifffile.imwrite(os.path.join(tmp, "labels.tif"), labels, metadata={"axes": "ZYX"})
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
+                        os.path.join(tmp, "labels.tif"), "-o", out("labels_vol"),
+                        "--layer-type", "segmentation", "--voxel-size", "250,250,1000",
+                        "--chunk-size", "8,8,2"], check=True)
+    os.makedirs(out("broken_info_vol"), exist_ok=True)
+    with open(os.path.join(out("broken_info_vol"), "info"), "w") as handle:
+        handle.write('{"type": "image", "scales": [\n')
+    with open(out("unreachable_ref.json"), "w") as handle:  # nothing listens on port 9
+        handle.write('{"url": "http://127.0.0.1:9/volume"}\n')
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     out = lambda name: os.path.join(ROOT, name)  # noqa: E731
@@ -184,6 +204,7 @@ def main():
     shutil.rmtree(out("vol_ome"), ignore_errors=True)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
                     out("stack.ome.tif"), "-o", out("vol_ome"), "--chunk-size", "8,8,2"], check=True)
+    make_view_volumes(out)
     make_qc_data(out)
 
 
@@ -198,8 +219,7 @@ def make_qc_data(out):
     """Inputs of `qc`: a 24 x 20 x 6 volume (0.5 x 0.5 x 2 µm) with a bright 4 x 4 x 2 cube at
     x 4-8, y 12-16, z 1-3 (200 on 10), its labels (1: the cube, 2: a 6 x 4 x 6 bar at x 14-20,
     y 2-6), a copy with other voxel sizes, the mosaic of the first tile section stitched with
-    its positions.tsv, a precomputed folder whose info is not JSON and a reference to a URL
-    nothing serves."""
+    its positions.tsv (bad inputs: broken_info_vol and unreachable_ref.json of the view data)."""
     blob = np.full((6, 20, 24), 10, np.uint8)
     blob[1:3, 12:16, 4:8] = 200
     write_ome(out("qc_blob.ome.tif"), blob, (0.5, 0.5, 2.0))
@@ -212,11 +232,6 @@ def make_qc_data(out):
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "stitch", *tiles,
                     "--grid", "2x2", "--overlap", "0.25", "-o", out("qc_mosaic.tif"),
                     "--positions", out("qc_positions.tsv")], check=True)
-    os.makedirs(out("vol_badinfo"), exist_ok=True)
-    with open(os.path.join(out("vol_badinfo"), "info"), "w") as handle:
-        handle.write('{"type": "image", "scales": [\n')
-    with open(out("qc_unreachable.json"), "w") as handle:  # nothing listens on port 9
-        handle.write('{"url": "http://127.0.0.1:9/volume"}\n')
 
 
 if __name__ == "__main__":

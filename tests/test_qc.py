@@ -16,7 +16,7 @@ from neurostation.visualize.figure import HEIGHT, WIDTH, layout, nice_length
 from neurostation.visualize.histogram import histogram
 from neurostation.visualize.project import project
 from neurostation.visualize.views import ortho_sizes
-from neurostation.visualize.volumes import open_volume_source
+from neurostation.visualize.sources import open_volume_source
 
 BLOB_VOXEL_NM = (500.0, 500.0, 2000.0)
 
@@ -243,19 +243,23 @@ def test_register_style_checkerboard(tmp_path):
         assert np.asarray(png).std() > 10
 
 
-def _reference(tmp_path, url):
-    path = tmp_path / "ref.json"
-    path.write_text(json.dumps({"url": url}))
-    return path
+def _info(tmp_path, info):
+    """A folder whose info file holds `info` (JSON, but not a volume's)."""
+    folder = tmp_path / "vol"
+    folder.mkdir()
+    (folder / "info").write_text(json.dumps(info))
+    return folder
 
 
 BAD = {
     "info missing": (lambda d, t: ["projection", str(t)],
                      "is a folder without a Neuroglancer precomputed 'info' file"),
-    "info malformed": (lambda d, t: ["projection", d("vol_badinfo")],
-                       "cannot open precomputed volume file://"),
-    "unreachable URL": (lambda d, t: ["histogram", str(_reference(t, "http://127.0.0.1:9/vol"))],
-                        "cannot open precomputed volume http://127.0.0.1:9/vol"),
+    "info malformed": (lambda d, t: ["projection", d("broken_info_vol")],
+                       "broken_info_vol is malformed: not JSON"),
+    "unreachable URL": (lambda d, t: ["histogram", d("unreachable_ref.json")],
+                        "cannot reach volume http://127.0.0.1:9/volume"),
+    "info not a volume's": (lambda d, t: ["slices", str(_info(t, {"type": "image"}))],
+                            "is malformed: data_type or num_channels missing"),
     "voxel sizes differ": (lambda d, t: ["checkerboard", d("qc_blob.ome.tif"),
                                          d("qc_blob_coarse.ome.tif")],
                            "voxel sizes differ: qc_blob.ome.tif has 0.5 x 0.5 x 2 µm, "

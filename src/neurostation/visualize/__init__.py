@@ -1,1 +1,2 @@
-"""Visualize stage: QC pictures of volumes (`neurostation qc`) and the checkerboard that `register` draws."""
+"""Visualize stage: Neuroglancer views of volumes (viewer links, a local viewer) and QC pictures
+(`neurostation qc`, whose checkerboard `register` draws too)."""

@@ -8,12 +8,12 @@ import tempfile
 
 from ..chunks.pool import resolve_jobs
 from ..errors import UserError
-from ..io.outputs import staged
+from ..io.outputs import staged_file
 from .figure import HEIGHT, WIDTH
 from .histogram import histogram_view
 from .tiles import tiles_view
 from .views import check_same_grid, checkerboard_view, projection_view, slices_view
-from .volumes import check_channel, open_volume_source
+from .sources import check_channel, open_volume_source
 
 KINDS = ("projection", "slices", "checkerboard", "tiles", "histogram")
 
@@ -114,8 +114,8 @@ def run(args):
                 raise UserError(f"--labels {labels.name} holds {labels.dtype} values; a label "
                                 "volume holds integers")
             check_same_grid(sources[0], labels, "image and its labels")
-        with staged({"png": (args.output, ".png")}) as out:
-            draw(args, sources, labels, out["png"], jobs)
+        with staged_file(args.output, ".png") as temp:
+            draw(args, sources, labels, temp, jobs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote the {args.kind} picture of {', '.join(s.name for s in sources)} to {args.output}")
