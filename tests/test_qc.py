@@ -15,7 +15,7 @@ from neurostation.visualize.contours import COLOURS, boundaries
 from neurostation.visualize.figure import HEIGHT, WIDTH, layout, nice_length
 from neurostation.visualize.histogram import histogram
 from neurostation.visualize.project import project
-from neurostation.visualize.views import ortho_sizes
+from neurostation.visualize.panels import ortho_sizes
 from neurostation.visualize.sources import open_volume_source
 
 BLOB_VOXEL_NM = (500.0, 500.0, 2000.0)

@@ -12,7 +12,7 @@ from ..io.outputs import staged_file
 from .figure import HEIGHT, WIDTH
 from .histogram import histogram_view
 from .tiles import tiles_view
-from .views import check_same_grid, checkerboard_view, projection_view, slices_view
+from .panels import check_same_grid, checkerboard_view, projection_view, slices_view
 from .sources import check_channel, open_volume_source
 
 KINDS = ("projection", "slices", "checkerboard", "tiles", "histogram")

@@ -11,7 +11,7 @@ from ..errors import UserError
 from .contours import COLOURS
 from .figure import Panel, grey, layout, render, window
 from .project import project
-from .views import describe, voxel_nm
+from .panels import describe, voxel_nm
 
 SEAM_COLOUR = "yellow"
 
