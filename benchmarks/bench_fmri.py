@@ -9,7 +9,7 @@ Anchor: nilearn `NiftiLabelsMasker(atlas).fit_transform(series)` then
 `ConnectivityMeasure(kind="correlation", cov_estimator=EmpiricalCovariance())`.
 Ours: `neurostation fmri-timeseries` then `neurostation connectivity`, as a user runs them.
 Each side runs in its own subprocess(es): wall time includes starting Python and imports for
-both; peak RSS is the largest resident size of that side's processes (os.wait4). The two
+both; peak RSS is the largest of that side's commands (each sampled with its children). The two
 matrices are compared at the end.
 
 Run: .venv/bin/python benchmarks/bench_fmri.py [--volumes 300] [--regions 120] [--gzip]
@@ -20,10 +20,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import nibabel as nib
 import numpy as np
+from measure import run_measured, write_nifti_series
 
 SHAPE = (91, 109, 91)
 AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
@@ -59,41 +59,19 @@ def make_data(folder, n_t, n_regions, gzip):
     latent = rng.normal(size=(n_t, 10))
     mixing = rng.normal(size=(10, n_regions))
     signals = 100 + 5 * latent @ mixing + rng.normal(size=(n_t, n_regions))
-    header = nib.Nifti1Header()
-    header.set_data_shape(SHAPE + (n_t,))
-    header.set_data_dtype(np.float32)
-    header.set_qform(AFFINE, 1)
-    header.set_sform(AFFINE, 1)
-    header.set_xyzt_units("mm", "sec")
-    header["pixdim"][4] = 2.0
-    header.set_data_offset(352)
     path = os.path.join(folder, "sub-01_task-rest_bold.nii")
-    flat = labels.ravel()
-    with open(path, "wb") as out:
-        header.write_to(out)
-        out.write(b"\0" * (352 - out.tell()))
-        for t in range(n_t):
-            vol = rng.normal(0, 20, flat.shape).astype(np.float32)
-            vol[flat > 0] += signals[t, flat[flat > 0] - 1]
-            out.write(vol.reshape(SHAPE).ravel(order="F").tobytes())
+    inside = labels > 0
+
+    def volume(t):
+        vol = rng.normal(0, 20, SHAPE).astype(np.float32)
+        vol[inside] += signals[t, labels[inside] - 1]
+        return vol
+
+    write_nifti_series(path, AFFINE, n_t, volume, tr=2.0)
     if gzip:
         subprocess.run(["gzip", "-1", "-k", path], check=True)
         path += ".gz"
     return path, atlas
-
-
-def timed(commands):
-    """(wall seconds, peak RSS in MB) of running the commands one after another."""
-    start, peak = time.perf_counter(), 0
-    for cmd in commands:
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        err = proc.stderr.read().decode()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode:
-            sys.exit(f"{cmd[:3]} failed: {err}")
-        peak = max(peak, usage.ru_maxrss / 1024)
-    return time.perf_counter() - start, peak
 
 
 def main():
@@ -117,7 +95,8 @@ def main():
             ("neurostation", [[ns, "fmri-timeseries", series, atlas, "-o", ts],
                               [ns, "connectivity", ts, "-o", ours_m]]),
         ):
-            seconds, rss = timed(commands)
+            runs = [run_measured(cmd) for cmd in commands]
+            seconds, rss = sum(t for t, _ in runs), max(m for _, m in runs)
             rows.append((side, seconds, rss))
         ours = np.loadtxt(ours_m, skiprows=1, usecols=range(1, args.regions + 1))
         diff = np.abs(ours - np.load(ref_m)).max()

@@ -9,14 +9,13 @@ set grows the stack in z and in x/y; --full uses the issue's sizes (up to 4 GiB)
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
-import psutil
 import tifffile
+from measure import run_measured
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
@@ -44,24 +43,6 @@ def make_stack(folder, z, yx):
         plane = np.clip(base + rng.integers(-20, 20, size=base.shape) + i % 7, 0, 255)
         tifffile.imwrite(os.path.join(folder, f"slice_{i:05d}.tif"), plane.astype(np.uint8),
                          metadata={"axes": "YX"})
-
-
-def run_measured(cmd):
-    """Wall time and peak RSS (MiB) of a command and all its children, sampled every 20 ms."""
-    start = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            tree = [proc] + proc.children(recursive=True)
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - start
-    if proc.returncode:
-        raise RuntimeError(f"{cmd[:3]} failed: {proc.stderr.read().decode()[-2000:]}")
-    return elapsed, peak / 2**20
 
 
 def disk_write(folder, nbytes):

@@ -5,8 +5,8 @@ Seed map: synthetic 64^3 series of 200, 400 and 800 volumes (float32, uncompress
 written volume by volume) with a seed sphere whose signal is planted, at r = 0.6, in a second
 region. Anchor: nibabel `get_fdata()` of the whole series, then the voxel-wise Pearson r with
 the seed mean in numpy (demeaned in place, one matrix-vector product) — the lean version of
-nilearn's seed-correlation recipe. Each side runs in its own subprocess under
-`/usr/bin/time -v`, so peak RSS is the process's own. Goal: our peak RSS flat as the series
+nilearn's seed-correlation recipe. Each side runs in its own subprocess; peak RSS is
+that process's (sampled with any children). Goal: our peak RSS flat as the series
 doubles; the maps agree (max |difference| printed).
 
 Registration: the MNI152 template at 3 mm moved by a known affine (as in
@@ -17,14 +17,12 @@ in a temporary folder, the anchor needs ~2 GB of memory at 800 volumes)
 """
 
 import os
-import re
-import subprocess
 import sys
 import tempfile
-import time
 
 import nibabel as nib
 import numpy as np
+from measure import run_measured, write_nifti_series
 
 SHAPE = (64, 64, 64)
 LENGTHS = (200, 400, 800)
@@ -49,37 +47,21 @@ nib.save(nib.Nifti1Image(r.astype(np.float32), img.affine), sys.argv[2])
 
 
 def write_series(path, t, rng):
-    """A float32 NIfTI series written volume by volume (bounded memory)."""
+    """The synthetic series: noise, the seed signal in a small cube and, at r about 0.6 with
+    the seed, in a second box."""
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     affine[:3, 3] = -96
-    header = nib.Nifti1Header()
-    header.set_data_shape(SHAPE + (t,))
-    header.set_data_dtype(np.float32)
-    header.set_qform(affine, 1)
-    header.set_sform(affine, 1)
-    header.set_xyzt_units("mm", "sec")
     signal = rng.standard_normal(t)
     x, y, z = CENTRE_VOX
-    with open(path, "wb") as out:
-        header.write_to(out)
-        out.write(b"\0" * (int(header["vox_offset"]) - out.tell()))
-        for k in range(t):
-            vol = 100 + rng.standard_normal(SHAPE, dtype=np.float32)
-            vol[x - 2:x + 3, y - 2:y + 3, z - 2:z + 3] += 3 * signal[k]
-            vol[40:48, 40:48, 20:28] += 0.75 * signal[k]  # r about 0.6 with the seed
-            out.write(np.asfortranarray(vol).tobytes(order="F"))
+
+    def volume(k):
+        vol = 100 + rng.standard_normal(SHAPE, dtype=np.float32)
+        vol[x - 2:x + 3, y - 2:y + 3, z - 2:z + 3] += 3 * signal[k]
+        vol[40:48, 40:48, 20:28] += 0.75 * signal[k]
+        return vol
+
+    write_nifti_series(path, affine, t, volume)
     return affine
-
-
-def measured(cmd):
-    """(wall seconds, peak RSS MB) of a command under /usr/bin/time -v."""
-    start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True)
-    wall = time.monotonic() - start
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-2000:])
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    return wall, rss / 1024
 
 
 def bench_seedmap(folder):
@@ -95,8 +77,8 @@ def bench_seedmap(folder):
         affine = write_series(series, t, rng)
         centre = ",".join(f"{v:g}" for v in (affine @ (CENTRE_VOX + (1,)))[:3])
         ours_map, anchor_map = (os.path.join(folder, f"{n}_{t}.nii.gz") for n in ("ours", "anchor"))
-        a_wall, a_rss = measured([sys.executable, "-c", ANCHOR, series, anchor_map, centre, "6"])
-        o_wall, o_rss = measured([BIN, "seed-map", series, f"--sphere={centre}", "--radius", "6",
+        a_wall, a_rss = run_measured([sys.executable, "-c", ANCHOR, series, anchor_map, centre, "6"])
+        o_wall, o_rss = run_measured([BIN, "seed-map", series, f"--sphere={centre}", "--radius", "6",
                                   "--max-memory", "64", "-o", ours_map])
         ours, anchor = nib.load(ours_map).get_fdata(), nib.load(anchor_map).get_fdata()
         gb = os.path.getsize(series) / 1e9
@@ -124,7 +106,7 @@ def bench_register(folder):
     nib.save(nib.Nifti1Image(moving.astype(np.float32), affine), paths["moving"])
     truth_path, report = os.path.join(folder, "truth.txt"), os.path.join(folder, "report.tsv")
     np.savetxt(truth_path, truth)
-    wall, rss = measured([BIN, "register", paths["moving"], "--template", paths["template"],
+    wall, rss = run_measured([BIN, "register", paths["moving"], "--template", paths["template"],
                           "-o", paths["out"], "--transform", os.path.join(folder, "a.txt"),
                           "--reference-transform", truth_path, "--report", report])
     rows = dict(line.split("\t") for line in open(report).read().splitlines()[1:])

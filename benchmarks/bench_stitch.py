@@ -143,7 +143,7 @@ def write_grid_tiles(folder, n, size, overlap):
 
 def memory(grids, size, overlap, jobs):
     """Peak RSS of the TIFF and the precomputed paths of the command per grid size."""
-    from bench_ingest import run_measured
+    from measure import run_measured
 
     cli = os.path.join(os.path.dirname(sys.executable), "neurostation")
     work = tempfile.mkdtemp(prefix="bench-stitch-", dir=os.environ.get("BENCH_DIR"))

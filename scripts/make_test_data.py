@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import nibabel
 import numpy as np
@@ -155,29 +156,23 @@ def make_fmri_series(out):
     nibabel.save(nibabel.Nifti1Image(mask, affine), out("ica_mask.nii.gz"))
 
 
-def make_segmentation(out):
-    """seg_ome: uint32 labels on the grid of vol_ome (20 x 16 x 4 voxels of 250 x 250 x 1000 nm,
-    chunks 8,8,2, raw, pyramid by mode), written by `neurostation ingest --layer-type
-    segmentation` from an OME-TIFF: two boxes (labels 1, 2), a disc column (3) and a box with a
-    non-consecutive label (7), so viewers and label tools see several distinct segments."""
-    import tempfile
-
-    z, y, x = np.indices((4, 16, 20))
+def make_view_volumes(out):
+    """Inputs of `view`: a label volume on vol_ome's grid (segments 1, 2, 3 side by side in x,
+    background 0 around them) and a folder whose `info` is not JSON."""
     labels = np.zeros((4, 16, 20), np.uint32)
-    labels[:, 2:7, 2:8] = 1
-    labels[1:3, 3:9, 11:18] = 2
-    labels[(x - 6) ** 2 + (y - 12) ** 2 <= 9] = 3
-    labels[1:, 11:15, 13:19] = 7
+    labels[:, 2:14, 1:7], labels[:, 2:14, 7:13], labels[:, 2:14, 13:19] = 1, 2, 3
+    shutil.rmtree(out("labels_vol"), ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
-        tiff = os.path.join(tmp, "labels.ome.tif")
-        tifffile.imwrite(tiff, labels, ome=True,
-                         metadata={"axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25,
-                                   "PhysicalSizeZ": 1.0, "PhysicalSizeXUnit": "µm",
-                                   "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"})
-        shutil.rmtree(out("seg_ome"), ignore_errors=True)
+        tifffile.imwrite(os.path.join(tmp, "labels.tif"), labels, metadata={"axes": "ZYX"})
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
-                        tiff, "-o", out("seg_ome"), "--chunk-size", "8,8,2",
-                        "--layer-type", "segmentation"], check=True)
+                        os.path.join(tmp, "labels.tif"), "-o", out("labels_vol"),
+                        "--layer-type", "segmentation", "--voxel-size", "250,250,1000",
+                        "--chunk-size", "8,8,2"], check=True)
+    os.makedirs(out("broken_info_vol"), exist_ok=True)
+    with open(os.path.join(out("broken_info_vol"), "info"), "w") as handle:
+        handle.write('{"type": "image", "scales": [\n')
+    with open(out("unreachable_ref.json"), "w") as handle:  # nothing listens on port 9
+        handle.write('{"url": "http://127.0.0.1:9/volume"}\n')
 
 
 def main():
@@ -209,7 +204,34 @@ def main():
     shutil.rmtree(out("vol_ome"), ignore_errors=True)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "ingest",
                     out("stack.ome.tif"), "-o", out("vol_ome"), "--chunk-size", "8,8,2"], check=True)
-    make_segmentation(out)
+    make_view_volumes(out)
+    make_qc_data(out)
+
+
+def write_ome(path, zyx, voxel_um):
+    """An OME-TIFF (axes ZYX) with physical voxel sizes (x, y, z) in µm."""
+    tifffile.imwrite(path, zyx, ome=True, photometric="minisblack",
+                     metadata={"axes": "ZYX", **{f"PhysicalSize{a}": v for a, v in zip("XYZ", voxel_um)},
+                               **{f"PhysicalSize{a}Unit": "µm" for a in "XYZ"}})
+
+
+def make_qc_data(out):
+    """Inputs of `qc`: a 24 x 20 x 6 volume (0.5 x 0.5 x 2 µm) with a bright 4 x 4 x 2 cube at
+    x 4-8, y 12-16, z 1-3 (200 on 10), its labels (1: the cube, 2: a 6 x 4 x 6 bar at x 14-20,
+    y 2-6), a copy with other voxel sizes, the mosaic of the first tile section stitched with
+    its positions.tsv (bad inputs: broken_info_vol and unreachable_ref.json of the view data)."""
+    blob = np.full((6, 20, 24), 10, np.uint8)
+    blob[1:3, 12:16, 4:8] = 200
+    write_ome(out("qc_blob.ome.tif"), blob, (0.5, 0.5, 2.0))
+    write_ome(out("qc_blob_coarse.ome.tif"), blob, (1.0, 1.0, 2.0))
+    labels = np.zeros(blob.shape, np.uint16)
+    labels[1:3, 12:16, 4:8] = 1
+    labels[:, 2:6, 14:20] = 2
+    write_ome(out("qc_labels.ome.tif"), labels, (0.5, 0.5, 2.0))
+    tiles = [os.path.join(ROOT, "tiles", f"sec0_tile{i}.tif") for i in range(4)]
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "stitch", *tiles,
+                    "--grid", "2x2", "--overlap", "0.25", "-o", out("qc_mosaic.tif"),
+                    "--positions", out("qc_positions.tsv")], check=True)
 
 
 if __name__ == "__main__":

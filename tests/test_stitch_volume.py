@@ -155,6 +155,8 @@ def _error(capsys):
 def test_bad_output_url(tmp_path, two_tiles, capsys, output, message):
     assert run_stitch(tmp_path, two_tiles, output, "--grid", "1x2", "--overlap", "0.25") == 2
     assert _error(capsys).startswith(message)
+    # refused before the registration: no positions table was written
+    assert not (tmp_path / "positions.tsv").exists()
 
 
 @pytest.mark.parametrize("options, message", [

@@ -14,11 +14,13 @@ from .ingest import align, stitch
 from .ingest import volume as ingest_volume
 from .processing import register
 from .storage import cutout, info, pyramid
+from .visualize import qc, view
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
 COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
             register,
-            timeseries, connectivity, graph, decompose, seedmap)
+            timeseries, connectivity, graph, decompose, seedmap,
+            view, qc)
 
 
 class Parser(argparse.ArgumentParser):

@@ -22,6 +22,15 @@ class RunningStats:
         self.total += float(block.sum(dtype=np.float64))
         self.count += block.size
 
+    def merge(self, other):
+        """Add what another accumulator saw (e.g. one box's statistics from a worker process)."""
+        if other.count:
+            self.min = other.min if self.min is None else min(self.min, other.min)
+            self.max = other.max if self.max is None else max(self.max, other.max)
+            self.total += other.total
+            self.count += other.count
+        return self
+
     def as_dict(self):
         """min/max as plain Python numbers (ints stay ints), mean as float."""
         if not self.count:

@@ -19,7 +19,7 @@ import tifffile
 from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.detect import detect_format
-from ..io.precomputed import ENCODINGS, to_url
+from ..io.precomputed import ENCODINGS, check_writable, to_url
 from ..io.sources import natural_key
 from ..io.tiff import describe_tiff, resolution_keywords
 from ..progress import progress
@@ -390,6 +390,7 @@ def run(args):
     tile_shape, dtype, facts = check_tiles(tiles)
     if kind == "precomputed":
         check_storable(dtype, 1, args)  # before the registration, not after
+        check_writable(url)
     stage = None
     if args.stage_positions:
         stage = read_stage_positions(args.stage_positions, [name for name, _ in tiles])

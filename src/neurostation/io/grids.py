@@ -10,9 +10,17 @@ def same_grid(shape_a, affine_a, shape_b, affine_b, atol=1e-4):
 
 def nearest_on_grid(data, affine, shape, target_affine):
     """A volume's values at the voxel centres of another grid (nearest neighbour, 0 outside):
-    how label images and masks follow a grid without inventing labels."""
-    from scipy import ndimage
+    how label images and masks follow a grid without inventing labels (nilearn's resampling,
+    the same one its maskers apply to atlases)."""
+    import nibabel as nib
+    from nilearn.image import resample_img
 
-    m = np.linalg.inv(affine) @ target_affine
-    return ndimage.affine_transform(data, m[:3, :3], m[:3, 3], output_shape=tuple(shape[:3]),
-                                    order=0, mode="constant", cval=0)
+    resampled = resample_img(nib.Nifti1Image(np.asarray(data), affine), target_affine=target_affine,
+                             target_shape=tuple(shape[:3]), interpolation="nearest",
+                             force_resample=True, copy_header=True, fill_value=0)
+    return np.asanyarray(resampled.dataobj)
+
+
+def voxel_sizes(affine):
+    """The voxel size along each array axis of a voxel-to-world affine (lengths of its columns)."""
+    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))

@@ -30,6 +30,13 @@ def staged(targets):
         raise
 
 
+@contextlib.contextmanager
+def staged_file(path, ending=""):
+    """Yield the temporary name of one output (see `staged`)."""
+    with staged({"out": (path, ending)}) as temps:
+        yield temps["out"]
+
+
 def _remove(paths):
     for path in paths:
         if os.path.exists(path):

@@ -90,6 +90,24 @@ def write_record(url, **facts):
                                  content_type="application/json")
 
 
+def _write_error(url, exc):
+    """The one-line error for a destination that refuses writes (any storage back end)."""
+    detail = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
+    return UserError(f"cannot write a volume at {url}: {detail}")
+
+
+def check_writable(url):
+    """Write and delete a small probe at `url`, so a long run learns at its start that its
+    destination refuses writes (a missing bucket, a read-only folder)."""
+    probe = ".neurostation-write-probe"
+    try:
+        files = _cloudfiles(to_url(url))
+        files.put(probe, b"", compress=None)
+        files.delete(probe)
+    except Exception as exc:  # storage back ends raise their own types (botocore, google, OS)
+        raise _write_error(url, exc) from None
+
+
 def create_volume(url, shape_xyz, dtype, voxel_size_nm, num_channels=1, layer_type="image",
                   encoding="raw", chunk_size=(64, 64, 64), factors=()):
     """Write the info of a volume with a scale per cumulative factor; return it writable."""
@@ -111,8 +129,7 @@ def create_volume(url, shape_xyz, dtype, voxel_size_nm, num_channels=1, layer_ty
         _cloudfiles(vol.cloudpath).delete(RECORD)  # incomplete until written again
         vol.commit_info()
     except Exception as exc:  # storage back ends raise their own types (botocore, google, OS)
-        detail = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot write a volume at {url}: {detail}") from None
+        raise _write_error(url, exc) from None
     return vol
 
 

@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import UserError
-from ..io.grids import nearest_on_grid, same_grid
+from ..io.grids import nearest_on_grid, same_grid, voxel_sizes
 from ..io.nifti import load_nifti, shape_3d
 from ..io.outputs import nifti_suffix, staged
-from .checkerboard import write_checkerboard
+from ..visualize.checkerboard import write_checkerboard
 from .volumes import read_any
 
 MNI152 = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -181,8 +181,7 @@ def load_template(path, resolution):
     if resolution:
         from dipy.align.reslice import reslice
 
-        zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-        data, affine = reslice(data, affine, tuple(zooms), (resolution,) * 3, order=1)
+        data, affine = reslice(data, affine, voxel_sizes(affine), (resolution,) * 3, order=1)
     return data, affine
 
 
@@ -300,7 +299,7 @@ def run(args):
         if labels is not None:
             save_nifti(labels, m_affine, out["labels"], label_dtype(labels))
         if args.qc:
-            write_checkerboard(template, registered, out["qc"])
+            write_checkerboard(template, registered, out["qc"], voxel_sizes(t_affine))
         if args.report:
             with open(out["report"], "w", encoding="utf-8") as handle:
                 handle.write("measure\tvalue\n")

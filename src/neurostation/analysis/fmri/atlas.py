@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 
 from ...errors import UserError
+from ...io.grids import nearest_on_grid
 from ...io.nifti import load_nifti, shape_3d
 
 
@@ -40,11 +41,7 @@ def on_grid(atlas, shape, affine, names=None, atlas_name="atlas"):
     if labels.size == 0:
         raise UserError(f"the atlas {atlas_name} has no labelled voxel (all 0)")
     if data.shape != tuple(shape) or not np.allclose(atlas.affine, affine, atol=1e-5):
-        from nilearn.image import resample_img
-
-        data = np.asanyarray(resample_img(atlas, target_affine=affine, target_shape=shape,
-                                          interpolation="nearest", force_resample=True,
-                                          copy_header=True).dataobj)
+        data = nearest_on_grid(data, atlas.affine, shape, affine)
         warning = (f"warning: the atlas {atlas_name} ({' x '.join(map(str, atlas.shape))} "
                    f"voxels) is on another grid than the series ({' x '.join(map(str, shape))}); "
                    "it is resampled to the series grid with nearest-neighbour interpolation")

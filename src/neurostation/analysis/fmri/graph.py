@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ...errors import UserError
-from .tables import atomic, read_matrix, write_frame
+from ...io.outputs import staged_file
+from .tables import read_matrix, write_frame
 
 
 def add_parser(subparsers):
@@ -123,7 +124,7 @@ def run(args):
                 degree=int(row.degree), strength=float(row.strength),
                 clustering=float(row.clustering), betweenness=float(row.betweenness),
                 community=int(row.community))
-        with atomic(args.graphml) as tmp:
+        with staged_file(args.graphml) as tmp:
             nx.write_graphml(graph, tmp)
     write_frame(args.nodes, table)
     write_frame(args.global_, glob)

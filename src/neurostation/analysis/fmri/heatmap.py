@@ -3,7 +3,7 @@ colour bar."""
 
 import numpy as np
 
-from .tables import atomic
+from ...io.outputs import staged_file
 
 SIZE_IN = (8.0, 7.0)  # figure size in inches at DPI: 800 x 700 pixels
 DPI = 100
@@ -31,6 +31,6 @@ def draw(path, names, matrix, title, label):
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
     fig.subplots_adjust(left=0.18, bottom=0.2, right=0.86, top=0.93)
-    with atomic(path) as tmp:
+    with staged_file(path) as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)

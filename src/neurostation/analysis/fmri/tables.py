@@ -1,32 +1,17 @@
-"""Tab-separated tables of the fMRI tools: atomic writing, time series, matrices, label names."""
+"""Tab-separated tables of the fMRI tools: time series, matrices, label names."""
 
-import contextlib
 import os
 
 import numpy as np
 import pandas as pd
 
 from ...errors import UserError
-
-
-@contextlib.contextmanager
-def atomic(path):
-    """Yield a temporary name next to `path`; it becomes `path` only when the block succeeds,
-    so a failed run never leaves a file that looks complete."""
-    tmp = f"{path}.part"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+from ...io.outputs import staged_file
 
 
 def write_frame(path, frame, index=False):
     """Write a DataFrame as TSV (12 significant digits, `n/a` for missing) atomically."""
-    with atomic(path) as tmp:
+    with staged_file(path) as tmp:
         frame.to_csv(tmp, sep="\t", index=index, float_format="%.12g", na_rep="n/a",
                      lineterminator="\n")
 
