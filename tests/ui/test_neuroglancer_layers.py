@@ -5,6 +5,7 @@ Against the live local Galaxy (GALAXY_URL, GALAXY_ADMIN_KEY), in headless Chromi
   own segment colours, which go away when the layer is hidden; a double-click selects a segment;
 - a viewer state pasted as a `json` dataset (what the "Make viewer link" tool writes) overlays
   an image and a segmentation volume: both are streamed and drawn, selected segments only;
+  the state the Galaxy tool itself writes opens as written;
 - an image layer's default contrast is numpy's 1st-99th percentile of its coarsest scale;
 - the history panel's Visualize button leads to the viewer (clicked, as a user does);
 - the goal: on a 512 x 512 x 256 volume with a pyramid, one view fetches a small part of the
@@ -12,6 +13,7 @@ Against the live local Galaxy (GALAXY_URL, GALAXY_ADMIN_KEY), in headless Chromi
   drawn view printed.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -127,6 +129,26 @@ def overlay_state(galaxy_url, image, labels):
     }
 
 
+def assert_overlay_drawn(page, screenshot, image_name, labels_name, selected, unselected):
+    """Both layers change the picture, and over a black background the label layer shows the
+    selected segments in their own colours, the others not at all."""
+    iframe = page.locator(PLUGIN_FRAME)
+    screenshot(page, f"galaxy-neuroglancer-overlay-{labels_name}.png")
+    both = pixels(iframe, "RGB")
+    set_visible(page, labels_name, False)
+    image_only = pixels(iframe, "RGB")
+    set_visible(page, labels_name, True)
+    set_visible(page, image_name, False)
+    labels_only = pixels(iframe, "RGB")
+    for name, other in ((labels_name, image_only), (image_name, labels_only)):
+        changed = (np.abs(both - other).max(axis=2) > 16).mean()
+        assert changed > 0.01, f"the {name} layer changes only {changed:.2%} of the view"
+    found = {k: int(m.sum()) for k, m in colour_masks(
+        labels_only, segment_colours(page, labels_name, SEGMENTS)).items()}
+    assert min(found[k] for k in selected) >= MIN_SEGMENT_PIXELS, found
+    assert max(found[k] for k in unselected) < MIN_SEGMENT_PIXELS / 10, found
+
+
 def test_state_overlays_image_and_segmentation(page, galaxy_url, user, history, image, labels,
                                                screenshot):
     state = overlay_state(galaxy_url, image, labels)
@@ -143,23 +165,38 @@ def test_state_overlays_image_and_segmentation(page, galaxy_url, user, history, 
     # The image had no contrast in the state: it gets the default one.
     assert restored["layers"][0]["shaderControls"]["normalized"]["range"] == \
         coarsest_scale_contrast(IMAGE)
+    assert_overlay_drawn(page, screenshot, "image", "labels", selected=(1, 3), unselected=(2,))
+    assert page.errors == [], page.errors
 
-    iframe = page.locator(PLUGIN_FRAME)
-    screenshot(page, "galaxy-neuroglancer-overlay.png")
-    both = pixels(iframe, "RGB")
-    set_visible(page, "labels", False)
-    image_only = pixels(iframe, "RGB")
-    set_visible(page, "labels", True)
-    set_visible(page, "image", False)
-    labels_only = pixels(iframe, "RGB")
-    for name, other in (("labels", image_only), ("image", labels_only)):
-        changed = (np.abs(both - other).max(axis=2) > 16).mean()
-        assert changed > 0.01, f"the {name} layer changes only {changed:.2%} of the view"
-    # Over a black background the labels are in their own colours: the selected ones only.
-    found = {k: int(m.sum()) for k, m in colour_masks(
-        labels_only, segment_colours(page, "labels", SEGMENTS)).items()}
-    assert min(found[1], found[3]) >= MIN_SEGMENT_PIXELS, found
-    assert found[2] < MIN_SEGMENT_PIXELS / 10, found
+
+def test_state_written_by_make_viewer_link_opens(page, galaxy_url, user, history, image, labels,
+                                                 screenshot):
+    """The other half of the contract: the `json` state the Galaxy tool writes (segments 1, 2
+    selected) opens here as written, its contrast kept, both volumes streamed and drawn."""
+    gi = user["gi"]
+    run = gi.tools.run_tool(history["id"], "ns_make_viewer_link", {
+        "volumes": {"values": [{"src": "hda", "id": image["id"]}]},
+        "segmentation_volumes": {"values": [{"src": "hda", "id": labels["id"]}]},
+        "segments": "1,2"})
+    state_output = next(o for o in run["outputs"] if o["output_name"] == "state")
+    gi.datasets.wait_for_dataset(state_output["id"], maxwait=600)
+    written = json.loads(gi.datasets.download_dataset(state_output["id"]))
+    _, requests = open_and_wait(page, galaxy_url, user, state_output["id"])
+    for volume in (image, labels):
+        chunks = chunk_requests(requests, volume["id"])
+        assert chunks and {status for *_, status in chunks} == {200}, (volume["name"], requests)
+    restored = viewer_state(page)
+    for key in ("dimensions", "position", "layout"):
+        assert restored[key] == written[key], key
+    def described(layer):
+        return (layer["name"], layer["source"],
+                layer.get("shaderControls", {}).get("normalized", {}).get("range"))
+
+    assert [described(layer) for layer in restored["layers"]] == \
+        [described(layer) for layer in written["layers"]]
+    assert written["layers"][0]["shaderControls"]["normalized"]["range"] == \
+        coarsest_scale_contrast(IMAGE)  # the tool's contrast is the plugin's default one
+    assert_overlay_drawn(page, screenshot, "vol_ome", "labels_vol", selected=(1, 2), unselected=(3,))
     assert page.errors == [], page.errors
 
 
