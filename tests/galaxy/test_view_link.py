@@ -17,7 +17,7 @@ from bioblend.galaxy import GalaxyInstance
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "ui"))
-from test_neuroglancer_view import upload_directory  # noqa: E402  (the directory upload, as planemo does it)
+from galaxy_viewer import upload_directory  # noqa: E402  (the directory upload, as planemo does it)
 
 VOLUMES = {"vol_ome": os.path.join(ROOT, "test-data", "vol_ome"),
            "labels_vol": os.path.join(ROOT, "test-data", "labels_vol")}

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from bioblend.galaxy import GalaxyInstance
 
-from test_neuroglancer_view import CHUNK, galaxy_requests, pixels, upload_directory
+from galaxy_viewer import CHUNK, galaxy_requests, pixels, upload_directory
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 CLIENT = "static/plugins/visualizations/neuroglancer/static/dist/index.html"
