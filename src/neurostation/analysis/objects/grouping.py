@@ -12,9 +12,13 @@ def sum_by_key(keys, columns):
     axis = 0 if keys.ndim > 1 else None
     unique, inverse = np.unique(keys, axis=axis, return_inverse=True)
     inverse = inverse.reshape(-1)
-    sums = np.stack([np.bincount(inverse, weights=c, minlength=len(unique))
+    return unique, inverse, group_sums(inverse, len(unique), columns)
+
+
+def group_sums(inverse, groups, columns):
+    """Sums of `columns` (n, k) over the rows of each group numbered by `inverse`."""
+    return np.stack([np.bincount(inverse, weights=c, minlength=groups)
                      for c in np.asarray(columns, np.float64).T], axis=1)
-    return unique, inverse, sums
 
 
 class Batches:

@@ -8,7 +8,7 @@ from ...visualize.project import box_size, region_boxes
 from ...visualize.sources import open_volume_source
 
 # Voxels of one box (the per-voxel temporaries are a few dozen bytes each).
-BOX_VOXELS = 1 << 21
+BOX_VOXELS = 1 << 20
 
 
 def add_common_options(p):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grouping import sum_by_key
+from .grouping import group_sums, sum_by_key
 
 # The second-moment components kept: xx, yy, zz, xy, xz, yz (axis numbers of x, y, z).
 PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
@@ -40,14 +40,14 @@ def _merge_rows(keys, count, mean, m2, lo, hi, values):
     products = np.column_stack([count * dev[:, i] * dev[:, j] for i, j in PAIRS])
     if m2 is not None:
         products += m2
-    merged_m2 = sum_by_key(keys, products)[2]
+    merged_m2 = group_sums(inverse, len(label), products)
     first = np.full((len(label), 3), np.iinfo(np.int64).max, np.int64)
     last = np.full((len(label), 3), np.iinfo(np.int64).min, np.int64)
     np.minimum.at(first, inverse, lo)
     np.maximum.at(last, inverse, hi)
     merged_values = None
     if values is not None:
-        vsum = sum_by_key(keys, (count * values["mean"])[:, None])[2][:, 0]
+        vsum = group_sums(inverse, len(label), (count * values["mean"])[:, None])[:, 0]
         vmean = vsum / total
         vdev = values["mean"] - vmean[inverse]
         vm2 = count * vdev * vdev + (0 if values["m2"] is None else values["m2"])
@@ -55,7 +55,7 @@ def _merge_rows(keys, count, mean, m2, lo, hi, values):
         high = np.full(len(label), -np.inf)
         np.minimum.at(low, inverse, values["min"])
         np.maximum.at(high, inverse, values["max"])
-        merged_values = {"mean": vmean, "m2": sum_by_key(keys, vm2[:, None])[2][:, 0],
+        merged_values = {"mean": vmean, "m2": group_sums(inverse, len(label), vm2[:, None])[:, 0],
                          "min": low, "max": high}
     return Moments(label, total.astype(np.int64), centre, merged_m2, first, last, merged_values)
 
