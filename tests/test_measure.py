@@ -152,3 +152,22 @@ def test_bad_input(data, cli, tmp_path, inputs_, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_collection_intensity_matched_by_name(data, cli, tmp_path):
+    """With several inputs each label volume takes the intensity image of its own name,
+    whatever the order they are given in; a name without an image is refused."""
+    out = tmp_path / "objects.tsv"
+    blank = tmp_path / "blank.ome.tif"
+    write_ome(blank, np.zeros((6, 20, 24), np.uint16), (0.5, 0.5, 2.0))
+    result = cli("measure", data("objects_labels.ome.tif"), data("objects_labels_b.ome.tif"),
+                 "--names", "a", "b", "--intensity", blank, data("objects_intensity.ome.tif"),
+                 "--intensity-names", "b", "a", "-o", out)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out, sep="\t")
+    assert table.loc[table["sample"] == "a", "intensity_mean"].tolist() == [24.5, 28, 56.5, 87.5]
+    assert table.loc[table["sample"] == "b", "intensity_max"].tolist() == [0, 0]
+    result = cli("measure", data("objects_labels.ome.tif"), data("objects_labels_b.ome.tif"),
+                 "--names", "a", "b", "--intensity", blank, blank,
+                 "--intensity-names", "b", "c", "-o", out)
+    assert result.returncode == 2 and "no intensity image is named 'a'" in result.stderr
