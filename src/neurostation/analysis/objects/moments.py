@@ -45,19 +45,21 @@ def _merge_rows(keys, count, mean, m2, lo, hi, values):
     last = np.full((len(label), 3), np.iinfo(np.int64).min, np.int64)
     np.minimum.at(first, inverse, lo)
     np.maximum.at(last, inverse, hi)
-    merged_values = None
-    if values is not None:
-        vsum = group_sums(inverse, len(label), (count * values["mean"])[:, None])[:, 0]
-        vmean = vsum / total
-        vdev = values["mean"] - vmean[inverse]
-        vm2 = count * vdev * vdev + (0 if values["m2"] is None else values["m2"])
-        low = np.full(len(label), np.inf)
-        high = np.full(len(label), -np.inf)
-        np.minimum.at(low, inverse, values["min"])
-        np.maximum.at(high, inverse, values["max"])
-        merged_values = {"mean": vmean, "m2": group_sums(inverse, len(label), vm2[:, None])[:, 0],
-                         "min": low, "max": high}
+    merged_values = None if values is None else _merge_values(inverse, count, total, values)
     return Moments(label, total.astype(np.int64), centre, merged_m2, first, last, merged_values)
+
+
+def _merge_values(inverse, count, total, values):
+    """Intensity mean, central second moment, min and max per group (see _merge_rows)."""
+    groups = len(total)
+    mean = group_sums(inverse, groups, (count * values["mean"])[:, None])[:, 0] / total
+    dev = values["mean"] - mean[inverse]
+    m2 = count * dev * dev + (0 if values["m2"] is None else values["m2"])
+    low, high = np.full(groups, np.inf), np.full(groups, -np.inf)
+    np.minimum.at(low, inverse, values["min"])
+    np.maximum.at(high, inverse, values["max"])
+    return {"mean": mean, "m2": group_sums(inverse, groups, m2[:, None])[:, 0],
+            "min": low, "max": high}
 
 
 def box_moments(labels, origin, values=None):
