@@ -205,7 +205,40 @@ def test_missing_info_and_unstorable_dtype(tmp_path, cli):
     assert not (tmp_path / "o").exists()
 
 
+def test_empty_volumes_are_refused(tmp_path, cli, data):
+    info = json.loads(open(data("vol_ome/info")).read())
+    info["scales"] = info["scales"][:1]
+    info["scales"][0]["size"] = [20, 16, 0]
+    (tmp_path / "empty_vol").mkdir()
+    (tmp_path / "empty_vol" / "info").write_text(json.dumps(info))
+    with pytest.warns(UserWarning, match="zero-size"):
+        tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 8, 8), np.uint8),
+                         photometric="minisblack", metadata={"axes": "ZYX"})
+    for name, message in [("empty_vol", "not three positive numbers"), ("empty.tif", "truncated")]:
+        code, err = run_cli(cli, tmp_path / name, "-o", tmp_path / "o.tif", "--method", "median")
+        assert code == 2 and err.startswith("error: ") and message in err
+        assert not (tmp_path / "o.tif").exists()
+
+
 def test_precomputed_options_refused_for_tiff(tmp_path, cli, stack):
     code, err = run_cli(cli, stack[0], "-o", tmp_path / "o.tif", "--method", "median",
                         "--chunk-size", "8,8,8")
     assert code == 2 and "--chunk-size applies to precomputed output" in err
+
+
+def test_channels_are_filtered_one_by_one(tmp_path, small_boxes):
+    rng = np.random.default_rng(2)
+    zyxc = rng.integers(0, 255, (5, 30, 34, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", zyxc, photometric="rgb", metadata={"axes": "ZYXS"})
+    assert main(["filter", str(tmp_path / "rgb.tif"), "-o", str(tmp_path / "out.tif"),
+                 "--method", "median", "--size", "3"]) == 0
+    result = tifffile.imread(tmp_path / "out.tif")
+    expected = np.stack([ndimage.median_filter(zyxc[..., c], 3) for c in range(3)], axis=-1)
+    check_equal(result, expected)
+
+
+def test_tiff_slabs_from_parallel_jobs_come_in_order(tmp_path, stack, small_boxes):
+    path, zyx = stack
+    options, reference = CASES["gaussian-3d-um"]
+    assert main(["filter", str(path), "-o", str(tmp_path / "o.tif"), *options, "--jobs", "2"]) == 0
+    check_equal(tifffile.imread(tmp_path / "o.tif"), reference(zyx))

@@ -227,8 +227,6 @@ def plan_operation(args, source):
 
 def processed_source(args, source):
     """The lazy filtered source of `source` for the arguments (checked first)."""
-    if any(n == 0 for n in source.shape):
-        raise UserError(f"{source.name} is empty: its size is {'x'.join(map(str, source.shape))}")
     operation, halo, dtype, planes = plan_operation(args, source)
     if planes:
         return PlaneSource(source, operation, dtype)
@@ -244,7 +242,7 @@ def write_tiff(path, filtered, voxel_nm, jobs):
     x, y, z = filtered.shape
     depth = max(1, BOX_BUDGET // box_bytes((x, y, 1), filtered.dtype, filtered.channels))
     slabs = [Box((0, 0, z0), (x, y, min(z, z0 + depth))) for z0 in range(0, z, depth)]
-    axes = "ZYX" if filtered.channels == 1 else "ZYXC"
+    axes = "ZYX" if filtered.channels == 1 else "ZYXS"  # channels as samples of each pixel
     extra = {}
     if voxel_nm is not None:
         um = convert(voxel_nm, "nm", "um")
@@ -263,12 +261,14 @@ def write_tiff(path, filtered, voxel_nm, jobs):
                     yield plane[..., 0] if filtered.channels == 1 else plane
                 nxt += block.shape[2]
 
-    shape = (z, y, x) + ((filtered.channels,) if filtered.channels > 1 else ())
+    shape, samples = (z, y, x), {}
+    if filtered.channels > 1:
+        shape, samples = shape + (filtered.channels,), {"planarconfig": "contig"}
+    bigtiff = box_bytes((x, y, z), filtered.dtype, filtered.channels) > 2**32 - 2**25
     with staged_file(path, ".tif") as tmp:
         tifffile.imwrite(tmp, planes(), shape=shape, dtype=filtered.dtype, ome=True,
-                         photometric="minisblack", bigtiff=box_bytes((x, y, z), filtered.dtype,
-                                                                   filtered.channels) > 2**32 - 2**25,
-                         metadata={"axes": axes, **extra})
+                         photometric="minisblack", bigtiff=bigtiff,
+                         metadata={"axes": axes, **extra}, **samples)
 
 
 def run(args):
