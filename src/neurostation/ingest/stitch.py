@@ -145,13 +145,19 @@ def _check_options(args):
         parse_voxel_size(args.voxel_size)
     if args.min_score is not None and not -1 <= args.min_score <= 1:
         raise UserError(f"--min-score is a correlation in [-1, 1], got {args.min_score:g}")
+    check_tiff_options(args)
+    return rows, cols
+
+
+def check_tiff_options(args):
+    """Refuse precomputed-only options (--chunk-size, --levels, --reference, --encoding) when
+    the output is a TIFF."""
     if output_format(args) == "tiff":
         given = [o for o in ("chunk_size", "levels", "reference") if getattr(args, o) is not None]
         if given or args.encoding != "raw":
             option = "--" + (given[0] if given else "encoding").replace("_", "-")
             raise UserError(f"{option} applies to precomputed output; {args.output} is a TIFF "
                             "(give a folder or URL, or --format precomputed)")
-    return rows, cols
 
 
 def output_format(args):
