@@ -12,13 +12,13 @@ from .analysis.fmri import connectivity, decompose, graph, seedmap, timeseries
 from .errors import UserError
 from .ingest import align, stitch
 from .ingest import volume as ingest_volume
-from .processing import register
+from .processing import label, register
 from .storage import cutout, info, pyramid
 from .visualize import qc, view
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
 COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
-            register,
+            register, label,
             timeseries, connectivity, graph, decompose, seedmap,
             view, qc)
 
