@@ -162,13 +162,14 @@ def test_threshold_on_an_image(tmp_path, small_boxes):
 
 
 def test_precomputed_segmentation_with_pyramid(tmp_path, small_boxes):
-    """The precomputed output on another grid than the labelling boxes: every scale readable
-    by TensorStore, scale 0 equal to cc3d, the record says what was done."""
+    """The precomputed output on another grid than the labelling boxes, boxes written by two
+    processes: every scale readable by TensorStore, scale 0 equal to cc3d, the record says
+    what was done."""
     mask = noisy_mask(seed=11, shape=(12, 40, 36))
     src = write_zyx(tmp_path / "mask.ome.tif", mask.astype(np.uint8))
     out = tmp_path / "labels"
     assert run_label(src, "-o", out, "--chunk-size", "8,8,4", "--connectivity", "18",
-                     "--encoding", "compressed_segmentation") == 0
+                     "--encoding", "compressed_segmentation", "--jobs", "2") == 0
     info = json.loads((out / "info").read_text())
     assert info["type"] == "segmentation" and info["data_type"] == "uint32"
     assert len(info["scales"]) > 1
