@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 from skimage.measure import label as sk_label
+from skimage.segmentation import clear_border
 
 from neurostation import cli
 from neurostation.processing import label as label_cmd
@@ -152,6 +153,18 @@ def test_remove_border_with_size_filter(tmp_path, small_boxes):
     assert expected.max() > 3
     assert run_label(src, "-o", tmp_path / "b.tif", "--remove-border", "--min-size", "2") == 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "b.tif"), expected)
+    assert run_label(src, "-o", tmp_path / "c.tif", "--remove-border") == 0
+    assert same_partition(tifffile.imread(tmp_path / "c.tif"), clear_border(sk_label(mask)))
+
+
+def test_remove_border_of_a_2d_image_ignores_its_z_faces(tmp_path, small_boxes):
+    mask = np.random.default_rng(3).random((60, 70)) < 0.3
+    src = tmp_path / "plane.tif"
+    tifffile.imwrite(src, mask.astype(np.uint8), metadata={"axes": "YX"})
+    assert run_label(src, "-o", tmp_path / "l.tif", "--connectivity", "6", "--remove-border") == 0
+    labels = tifffile.imread(tmp_path / "l.tif").reshape(mask.shape)
+    expected = clear_border(sk_label(mask, connectivity=1))
+    assert expected.max() > 100 and same_partition(labels, expected)
 
 
 def test_threshold_on_an_image(tmp_path, small_boxes):
