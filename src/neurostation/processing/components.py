@@ -68,7 +68,7 @@ class Grid:
 
 class Piece:
     """Pass-1 result of one box: per local label (1..n) voxel count, first voxel (global
-    x-fastest raster index), border contact; and the box's value range and foreground."""
+    x-fastest raster index), border contact; and the box's value range (min, max)."""
 
     def __init__(self, index, counts, first, border, span):
         self.index, self.counts, self.first, self.border, self.span = (
@@ -203,7 +203,6 @@ class Objects:
         final = np.zeros(n, self.dtype)
         final[kept] = np.arange(1, self.count + 1, dtype=self.dtype)
         self.remap = final[component]  # per piece label, in box order
-        self.sizes = self.voxels[kept]
 
 
 class LabelSource:

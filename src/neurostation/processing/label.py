@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..ingest.stitch import output_format
 from ..ingest.volume import DTYPES, check_storable, plan_volume, write_reference, write_volume
 from ..io.outputs import staged_file
-from ..io.precomputed import ENCODINGS, check_writable, to_url
+from ..io.precomputed import check_writable, to_url
 from ..storage.write import first_box_size
 from ..units import UNIT_NM, convert, normalize_unit, parse_xyz
 from ..visualize.sources import check_channel, open_volume_source
@@ -25,7 +25,7 @@ from .components import REACH, Contacts, FirstPass, Foreground, Grid, LabelSourc
 
 # --min-size: a number of voxels, or a volume with a cubed length unit (10um3, 0.5 µm³).
 _SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:([a-zµμ]+)(?:3|³|\^3))?\s*")
-_TIFF_ONLY_NOT = ("chunk_size", "levels", "reference")
+_PRECOMPUTED_ONLY = ("chunk_size", "levels", "reference")
 
 
 def add_parser(subparsers):
@@ -125,7 +125,7 @@ def voxel_size(args, source):
 def check_options(args, kind):
     """Refuse options that do not apply to the output kind, before any work."""
     if kind == "tiff":
-        given = [o for o in _TIFF_ONLY_NOT if getattr(args, o) is not None]
+        given = [o for o in _PRECOMPUTED_ONLY if getattr(args, o) is not None]
         if given or args.encoding != "raw":
             option = "--" + (given[0] if given else "encoding").replace("_", "-")
             raise UserError(f"{option} applies to precomputed output; {args.output} is a TIFF "
