@@ -206,6 +206,7 @@ def main():
                     out("stack.ome.tif"), "-o", out("vol_ome"), "--chunk-size", "8,8,2"], check=True)
     make_view_volumes(out)
     make_qc_data(out)
+    make_objects_data(out)
     make_label_data(out)
 
 
@@ -233,6 +234,27 @@ def make_qc_data(out):
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "neurostation"), "stitch", *tiles,
                     "--grid", "2x2", "--overlap", "0.25", "-o", out("qc_mosaic.tif"),
                     "--positions", out("qc_positions.tsv")], check=True)
+
+
+def make_objects_data(out):
+    """Inputs of `measure` and `adjacency` (24 x 20 x 6 voxels of 0.5 x 0.5 x 2 µm, uint16):
+    objects_labels: 1 = x 2-6, y 2-5, z 1-3 (24 voxels) touching 2 = x 6-9, y 2-5, z 1-3
+    (18 voxels) across 6 x faces (6 µm²); 3 = x 14-20, y 10-16, z 0-4 (144 voxels) touching
+    7 = x 16-18, y 12-15, z 4-6 (12 voxels) across 6 z faces (1.5 µm²); intensity x + 2y + 10z;
+    objects_labels_b: only objects 3 and 7; objects_empty: no object; objects_float: float32."""
+    labels = np.zeros((6, 20, 24), np.uint16)
+    labels[1:3, 2:5, 2:6] = 1
+    labels[1:3, 2:5, 6:9] = 2
+    labels[0:4, 10:16, 14:20] = 3
+    labels[4:6, 12:15, 16:18] = 7
+    write_ome(out("objects_labels.ome.tif"), labels, (0.5, 0.5, 2.0))
+    z, y, x = np.indices(labels.shape)
+    write_ome(out("objects_intensity.ome.tif"), (x + 2 * y + 10 * z).astype(np.uint16),
+              (0.5, 0.5, 2.0))
+    write_ome(out("objects_labels_b.ome.tif"), np.where(labels > 2, labels, 0).astype(np.uint16),
+              (0.5, 0.5, 2.0))
+    write_ome(out("objects_empty.ome.tif"), np.zeros_like(labels), (0.5, 0.5, 2.0))
+    write_ome(out("objects_float.ome.tif"), labels.astype(np.float32), (0.5, 0.5, 2.0))
 
 
 def make_label_data(out):

@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .analysis.fmri import connectivity, decompose, graph, seedmap, timeseries
+from .analysis.objects import adjacency, measure
 from .errors import UserError
 from .ingest import align, stitch
 from .ingest import volume as ingest_volume
@@ -20,6 +21,7 @@ from .visualize import qc, view
 COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
             register, label,
             timeseries, connectivity, graph, decompose, seedmap,
+            measure, adjacency,
             view, qc)
 
 

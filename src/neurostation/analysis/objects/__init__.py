@@ -1,0 +1,1 @@
+"""Object analysis over label volumes, chunk-wise: per-label measurements and contact graphs."""
