@@ -207,6 +207,7 @@ def main():
     make_view_volumes(out)
     make_qc_data(out)
     make_objects_data(out)
+    make_label_data(out)
 
 
 def write_ome(path, zyx, voxel_um):
@@ -254,6 +255,18 @@ def make_objects_data(out):
               (0.5, 0.5, 2.0))
     write_ome(out("objects_empty.ome.tif"), np.zeros_like(labels), (0.5, 0.5, 2.0))
     write_ome(out("objects_float.ome.tif"), labels.astype(np.float32), (0.5, 0.5, 2.0))
+
+
+def make_label_data(out):
+    """Input of `label`: a 20 x 16 x 6 mask (0.5 x 0.5 x 1 µm) with a 4 x 4 x 3 cube (48 voxels),
+    two voxels touching only at a corner (one object 26-connected, two 6-connected), a bar
+    touching the border (144 voxels) and a single voxel: 4 objects (26), 5 objects (6)."""
+    mask = np.zeros((6, 16, 20), np.uint8)
+    mask[1:4, 2:6, 2:6] = 1
+    mask[2, 10, 10] = mask[3, 11, 11] = 1
+    mask[:, 12:16, 14:20] = 1
+    mask[4, 5, 15] = 1
+    write_ome(out("label_mask.ome.tif"), mask, (0.5, 0.5, 1.0))
 
 
 if __name__ == "__main__":

@@ -75,18 +75,23 @@ def check_storable(dtype, channels, options):
     check_encoding(options.encoding, dtype, channels, options.layer_type)
 
 
+def plan_volume(shape, voxel_nm, options):
+    """(chunk, per-scale factors) of a volume of `shape` from --chunk-size and --levels."""
+    chunk = (tuple(int(v) for v in parse_xyz(options.chunk_size, "--chunk-size"))
+             if options.chunk_size else default_chunk(voxel_nm))
+    if options.levels is not None and options.levels < 0:
+        raise UserError(f"--levels must be 0 or more, got {options.levels}")
+    chunk = tuple(min(c, n) for c, n in zip(chunk, shape))
+    return chunk, plan_factors(shape, voxel_nm, chunk, options.levels)
+
+
 def write_volume(source, url, voxel_nm, options, jobs, params, record, budget=None):
     """Create the volume for `source` at `url` (chunking from --chunk-size or the default,
     --levels scales, --encoding) and write it with its pyramid, completion record last.
     `options` holds chunk_size, encoding, levels and layer_type as the commands parse them."""
     dtype = np.dtype(source.dtype)
     check_storable(dtype, source.channels, options)
-    chunk = (tuple(int(v) for v in parse_xyz(options.chunk_size, "--chunk-size"))
-             if options.chunk_size else default_chunk(voxel_nm))
-    if options.levels is not None and options.levels < 0:
-        raise UserError(f"--levels must be 0 or more, got {options.levels}")
-    chunk = tuple(min(c, n) for c, n in zip(chunk, source.shape))
-    factors = plan_factors(source.shape, voxel_nm, chunk, options.levels)
+    chunk, factors = plan_volume(source.shape, voxel_nm, options)
     create_volume(url, source.shape, dtype, voxel_nm, num_channels=source.channels,
                   layer_type=options.layer_type, encoding=options.encoding, chunk_size=chunk,
                   factors=cumulative(factors)[1:])

@@ -44,6 +44,13 @@ def _passes(factors, chunk, dtype, channels, budget):
             return passes
 
 
+def first_box_size(chunk, factors, dtype, channels, budget=None):
+    """Size (x, y, z) of the boxes `write_pyramid` reads from its source: a source that computes
+    its data (a lazy processed source) can plan its own work on the same grid."""
+    levels = _passes(factors, chunk, dtype, channels, BOX_BUDGET if budget is None else budget)[0][1]
+    return tuple(c * r for c, r in zip(chunk, cumulative(levels)[-1]))
+
+
 class _BoxTask:
     """Read a box from the source, write it and the coarser scales it determines (picklable)."""
 

@@ -1,0 +1,139 @@
+"""`neurostation label` on a 512 x 512 x 256 binary volume against cc3d.connected_components and
+skimage.measure.label on the whole array in memory: same partition (and the same numbering as
+cc3d in x-fastest order), time ratios, peak RSS; then the volume 8 times larger (tiled 2x2x2),
+to show that our peak RSS stays flat. Every run is a subprocess measured by run_measured.
+
+    .venv/bin/python benchmarks/bench_label.py [--workdir DIR] [--skip-large]
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure import run_measured  # noqa: E402
+
+SHAPE_ZYX = (256, 512, 512)
+PYTHON = sys.executable
+
+
+def make_mask(seed=0):
+    """Blobs: smoothed noise above a level (~30 % foreground, thousands of objects)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(SHAPE_ZYX, dtype=np.float32)
+    smooth = ndimage.gaussian_filter(noise, 2.0)
+    return (smooth > 0.12).astype(np.uint8)
+
+
+def write_mask(path, mask, tiles=1):
+    """A ZYX TIFF of the mask repeated `tiles` times along each axis, plane by plane."""
+    z, y, x = mask.shape
+
+    def planes():
+        for _ in range(tiles):
+            for plane in mask:
+                yield np.tile(plane, (tiles, tiles))
+
+    tifffile.imwrite(path, planes(), shape=(z * tiles, y * tiles, x * tiles), dtype=np.uint8,
+                     metadata={"axes": "ZYX"}, bigtiff=tiles > 1)
+
+
+def reference(kind, src, out):
+    """Subprocess body: label the whole TIFF in memory with cc3d or skimage, save the labels."""
+    mask = tifffile.imread(src)
+    start = time.perf_counter()
+    if kind == "cc3d":
+        import cc3d
+
+        labels = cc3d.connected_components(np.asfortranarray(mask.transpose(2, 1, 0)),
+                                           connectivity=26).transpose(2, 1, 0)
+    else:
+        from skimage.measure import label
+
+        labels = label(mask, connectivity=3)
+    seconds = time.perf_counter() - start
+    np.save(out, labels)
+    with open(out + ".seconds", "w") as handle:
+        handle.write(f"{seconds}\n")
+
+
+def read_ours(path):
+    """Our precomputed output at full resolution as ZYX."""
+    from neurostation.io.precomputed import open_volume
+
+    return np.asarray(open_volume(f"file://{path}")[:, :, :])[..., 0].transpose(2, 1, 0)
+
+
+def same_partition(a, b):
+    if not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = np.unique(np.stack([a[a > 0].astype(np.int64), b[b > 0].astype(np.int64)]), axis=1)
+    return len(pairs[0]) == len(np.unique(pairs[0])) == len(np.unique(pairs[1]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", help="folder for the volumes (default: a temporary one)")
+    parser.add_argument("--skip-large", action="store_true", help="skip the 8x volume")
+    parser.add_argument("--reference", nargs=3, metavar=("KIND", "SRC", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.reference:
+        return reference(*args.reference)
+    work = args.workdir or tempfile.mkdtemp(prefix="bench-label-")
+    os.makedirs(work, exist_ok=True)
+    mask = make_mask()
+    src = os.path.join(work, "mask.tif")
+    write_mask(src, mask)
+    del mask
+    rows, results = [], {}
+    for kind in ("cc3d", "skimage"):
+        out = os.path.join(work, f"{kind}.npy")
+        seconds, peak = run_measured([PYTHON, __file__, "--reference", kind, src, out])
+        rows.append((f"{kind} in memory (read, label, save)", seconds, peak))
+        with open(out + ".seconds") as handle:
+            rows.append((f"{kind} in memory (the labelling call alone)", float(handle.read()), 0))
+        results[kind] = out
+    ours = {}
+    for jobs in (1, 2):
+        out = os.path.join(work, f"ours{jobs}")
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, peak = run_measured([PYTHON, "-m", "neurostation.cli", "label", src, "-o", out,
+                                      "--jobs", str(jobs)])
+        rows.append((f"ours --jobs {jobs} (precomputed + pyramid)", seconds, peak))
+        ours[jobs] = out
+    cc = np.load(results["cc3d"])
+    sk = np.load(results["skimage"])
+    one, two = read_ours(ours[1]), read_ours(ours[2])
+    checks = {"objects (cc3d)": int(cc.max()),
+              "same partition as cc3d": same_partition(one, cc),
+              "same partition as skimage": same_partition(one, sk),
+              "same labels as cc3d (numbering)": bool(np.array_equal(one, cc)),
+              "--jobs 2 equal to --jobs 1": bool(np.array_equal(one, two))}
+    del cc, sk, one, two
+    if not args.skip_large:
+        big = os.path.join(work, "mask8.tif")
+        write_mask(big, tifffile.imread(src), tiles=2)
+        out = os.path.join(work, "ours8")
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, peak = run_measured([PYTHON, "-m", "neurostation.cli", "label", big, "-o", out,
+                                      "--jobs", "1"])
+        rows.append(("ours --jobs 1, volume 8x (1024x1024x512)", seconds, peak))
+    base = rows[0][1]
+    print(f"{'run':48} {'seconds':>8} {'x cc3d':>7} {'peak RSS MiB':>13}")
+    for name, seconds, peak in rows:
+        print(f"{name:48} {seconds:8.2f} {seconds / base:7.2f} {peak or float('nan'):13.0f}")
+    for name, value in checks.items():
+        print(f"{name}: {value}")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

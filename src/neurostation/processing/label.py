@@ -1,0 +1,233 @@
+"""`neurostation label`: 3D connected components of a mask or thresholded volume, chunk-wise,
+with a size filter and border removal -> a precomputed segmentation (with its label pyramid)
+or a TIFF (axes ZYX) for small data. The algorithm is in components.py.
+"""
+
+import math
+import re
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import tifffile
+
+from ..chunks.pool import resolve_jobs, run_tasks
+from ..errors import UserError
+from ..ingest.stitch import output_format
+from ..ingest.volume import DTYPES, check_storable, plan_volume, write_reference, write_volume
+from ..io.outputs import staged_file
+from ..io.precomputed import check_writable, to_url
+from ..storage.write import first_box_size
+from ..units import UNIT_NM, convert, normalize_unit, parse_xyz
+from ..visualize.sources import check_channel, open_volume_source
+from .components import REACH, Contacts, FirstPass, Foreground, Grid, LabelSource, Objects
+
+# --min-size: a number of voxels, or a volume with a cubed length unit (10um3, 0.5 µm³).
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:([a-zµμ]+)(?:3|³|\^3))?\s*")
+_PRECOMPUTED_ONLY = ("chunk_size", "levels", "reference")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "label", help="label the connected objects of a mask or thresholded volume",
+        description="3D connected components of a volume larger than memory: foreground is every "
+        "non-zero voxel, or with --threshold every voxel above it. Boxes are labelled on their "
+        "own and joined across their faces, edges and corners, so the objects are exactly those "
+        "of cc3d.connected_components on the whole volume; labels are 1..N in the order of each "
+        "object's first voxel (x fastest, then y, then z), which is cc3d's own numbering. "
+        "Optionally drops objects smaller than --min-size or touching the volume's border "
+        "(then renumbered 1..N). Writes a precomputed segmentation with its label pyramid (a "
+        "folder or URL) or a TIFF (axes ZYX) for small data. Memory: one box plus a table "
+        "entry per object piece, never the volume.",
+        epilog="example: neurostation label mask.ome.tif -o labels --connectivity 6 "
+        "--min-size 10um3 --remove-border --jobs 4",
+    )
+    p.add_argument("input", help="mask or image: TIFF/OME-TIFF, NIfTI, precomputed folder, URL "
+                   "or JSON reference")
+    p.add_argument("-o", "--output", required=True,
+                   help="labels to write: a .tif/.tiff file, or a precomputed volume (a folder, "
+                   "or a file://, s3:// or gs:// URL)")
+    p.add_argument("--format", choices=("tiff", "precomputed"),
+                   help="output kind (default: tiff for a name ending in .tif or .tiff, else "
+                   "precomputed)")
+    p.add_argument("--connectivity", type=int, choices=sorted(REACH), default=26,
+                   help="neighbours of a voxel: 6 (faces), 18 (faces, edges) or 26 (faces, "
+                   "edges, corners; default)")
+    p.add_argument("--threshold", type=float, metavar="V",
+                   help="foreground is value > V (default: every non-zero voxel)")
+    p.add_argument("--channel", type=int, default=0, help="channel to label (default 0)")
+    p.add_argument("--min-size", metavar="SIZE",
+                   help="drop objects smaller than SIZE: voxels (e.g. 50) or a volume with a "
+                   "cubed unit nm3, um3 or mm3 (e.g. 10um3)")
+    p.add_argument("--remove-border", action="store_true",
+                   help="drop objects touching the border of the volume (axes of one voxel "
+                   "excepted, so 2D images keep objects touching only their z faces)")
+    p.add_argument("--voxel-size", metavar="X,Y,Z",
+                   help="voxel size overriding the input's (needed for --min-size in a unit "
+                   "when the input records none)")
+    p.add_argument("--voxel-unit", default="nm", choices=sorted(UNIT_NM),
+                   help="unit of --voxel-size (default nm)")
+    p.add_argument("--chunk-size", metavar="X,Y,Z",
+                   help="precomputed: chunk size (default 64,64,64, or 128,128,64 for "
+                   "anisotropic voxels)")
+    p.add_argument("--encoding", choices=("raw", "compressed_segmentation"), default="raw",
+                   help="precomputed: chunk encoding (default raw)")
+    p.add_argument("--levels", type=int,
+                   help="precomputed: number of downsampled scales (default: until x and y fit "
+                   "in one chunk)")
+    p.add_argument("--reference", metavar="JSON",
+                   help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
+    p.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    p.set_defaults(func=run, layer_type="segmentation")
+    return p
+
+
+def parse_min_size(text):
+    """--min-size -> ('voxels', n) or ('nm3', volume)."""
+    match = _SIZE.fullmatch(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"--min-size must be a positive number of voxels (e.g. 50) or a volume "
+                        f"such as 10um3, got {text!r}")
+    value, unit = float(match.group(1)), match.group(2)
+    if unit is None:
+        return "voxels", value
+    try:
+        unit = normalize_unit(unit)
+    except UserError:
+        raise UserError(f"--min-size unit must be nm3, um3 or mm3, got {text!r}") from None
+    return "nm3", value * UNIT_NM[unit] ** 3
+
+
+def min_voxels(size, voxel_nm, voxel_known):
+    """The smallest object kept, in voxels (a volume rounds up to whole voxels)."""
+    if size is None:
+        return 0
+    kind, value = size
+    if kind == "voxels":
+        return math.ceil(value)
+    if not voxel_known:
+        raise UserError("--min-size in a unit needs the voxel size: the input records none; "
+                        "give --voxel-size and --voxel-unit, or --min-size in voxels")
+    return math.ceil(value / math.prod(voxel_nm) * (1 - 1e-12))
+
+
+def voxel_size(args, source):
+    """(voxel size in nm, known?): --voxel-size, else the input's, else 1 nm."""
+    if args.voxel_size:
+        return convert(parse_xyz(args.voxel_size), args.voxel_unit, "nm"), True
+    if source.voxel_nm is not None:
+        return tuple(source.voxel_nm), True
+    return (1.0, 1.0, 1.0), False
+
+
+def check_options(args, kind):
+    """Refuse options that do not apply to the output kind, before any work."""
+    if kind == "tiff":
+        given = [o for o in _PRECOMPUTED_ONLY if getattr(args, o) is not None]
+        if given or args.encoding != "raw":
+            option = "--" + (given[0] if given else "encoding").replace("_", "-")
+            raise UserError(f"{option} applies to precomputed output; {args.output} is a TIFF "
+                            "(give a folder or URL, or --format precomputed)")
+
+
+def box_size(shape, voxel_nm, args):
+    """The labelling grid: the pyramid writer's boxes, so each box is labelled once per pass."""
+    chunk, factors = plan_volume(shape, voxel_nm, args)
+    return first_box_size(chunk, factors, np.uint32, 1)
+
+
+def check_foreground(pieces, args, name, total):
+    """Refuse an input with no foreground, or a threshold outside the data's range."""
+    foreground = sum(int(p.counts.sum()) for p in pieces)
+    low = min(p.span[0] for p in pieces)
+    high = max(p.span[1] for p in pieces)
+    if args.threshold is None:
+        if not foreground:
+            raise UserError(f"{name} is empty: no non-zero voxel to label")
+        return
+    if not foreground or foreground == total:
+        side = "at or above its maximum" if not foreground else "below its minimum"
+        raise UserError(f"--threshold {args.threshold:g} is {side}: {name}'s values span "
+                        f"{low:g} to {high:g}, so {'no' if not foreground else 'every'} voxel "
+                        "would be foreground")
+
+
+def write_tiff(path, labels, voxel_nm, jobs):
+    """Write the labels as a TIFF (axes ZYX, voxel size in µm), one z-slab of boxes at a time."""
+    grid = labels.grid
+    (sx, sy, sz), depth = grid.shape, grid.box[2]
+
+    def planes():
+        for z0 in range(0, sz, depth):
+            slab = np.zeros((min(depth, sz - z0), sy, sx), labels.dtype)
+            boxes = [b for b in grid.boxes if b.start[2] == z0]
+            for box, data in run_tasks(labels.boxed, boxes, jobs=jobs, desc="writing labels"):
+                (x0, y0, _), (x1, y1, _) = box.start, box.stop
+                slab[:, y0:y1, x0:x1] = data[..., 0].transpose(2, 1, 0)
+            yield from slab
+
+    size_um = convert(voxel_nm, "nm", "um")
+    with staged_file(path, ".tif") as tmp:
+        tifffile.imwrite(tmp, planes(), shape=(sz, sy, sx), dtype=labels.dtype, ome=True,
+                         photometric="minisblack",
+                         bigtiff=sx * sy * sz * labels.dtype.itemsize > 2**32 - 2**25,
+                         metadata={"axes": "ZYX", **{f"PhysicalSize{a}": v for a, v in zip("XYZ", size_um)},
+                                   **{f"PhysicalSize{a}Unit": "µm" for a in "XYZ"}})
+
+
+def run(args):
+    kind = output_format(args)
+    check_options(args, kind)
+    size = parse_min_size(args.min_size) if args.min_size else None
+    jobs = resolve_jobs(args.jobs)
+    url = to_url(args.output) if kind == "precomputed" else None
+    work = tempfile.mkdtemp(prefix="neurostation-label-")
+    try:
+        source = open_volume_source(args.input, work)
+        check_channel(source, args.channel)
+        if np.dtype(source.dtype).name not in DTYPES + ("float64", "bool"):
+            raise UserError(f"{source.name} has data type {np.dtype(source.dtype).name}, which "
+                            "cannot be labelled")
+        voxel_nm, known = voxel_size(args, source)
+        smallest = min_voxels(size, voxel_nm, known)
+        if not known:
+            print("warning: the input carries no voxel size; assuming 1,1,1 nm (give "
+                  "--voxel-size and --voxel-unit)", file=sys.stderr)
+        if kind == "precomputed":
+            check_storable(np.uint32, 1, args)
+            plan_volume(source.shape, voxel_nm, args)  # --chunk-size, --levels checked first
+        grid = Grid(source.shape, box_size(source.shape, voxel_nm, args))
+        foreground = Foreground(source, args.channel, args.threshold)
+        pieces = list(run_tasks(FirstPass(foreground, grid, args.connectivity, work), grid.boxes,
+                                jobs=jobs, desc="labelling boxes"))
+        check_foreground(pieces, args, source.name, math.prod(grid.shape))
+        if kind == "precomputed":
+            check_writable(url)  # after the input's checks: a refused input leaves no folder
+        contacts = [found for result in run_tasks(Contacts(grid, args.connectivity, work),
+                                                  grid.boxes, jobs=jobs, desc="joining boxes")
+                    for found in result]
+        objects = Objects(pieces, contacts, smallest, args.remove_border)
+        table = f"{work}/labels.npy"
+        np.save(table, objects.remap)
+        labels = LabelSource(foreground, grid, args.connectivity, objects.offsets, table,
+                             objects.dtype)
+        if kind == "tiff":
+            write_tiff(args.output, labels, voxel_nm, jobs)
+        else:
+            params = {"input": str(args.input), "channel": args.channel,
+                      "threshold": args.threshold, "connectivity": args.connectivity,
+                      "min_voxels": smallest, "remove_border": args.remove_border,
+                      "box": grid.box}
+            record = {"command": "label", "sources": [source.name], "objects": objects.count,
+                      "connectivity": args.connectivity, "threshold": args.threshold,
+                      "min_voxels": smallest, "remove_border": args.remove_border}
+            write_volume(labels, url, voxel_nm, args, jobs, params, record)
+            if args.reference:
+                write_reference(args.reference, url)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    dropped = objects.found - objects.count
+    print(f"labelled {objects.count} objects ({args.connectivity}-connected)"
+          + (f"; dropped {dropped} by size or border" if dropped else ""), file=sys.stderr)
