@@ -237,7 +237,7 @@ def _read_slab(source, box):
     return box.start[2], source.read(box)
 
 
-def write_tiff(path, filtered, voxel_nm, jobs):
+def write_tiff(path, filtered, voxel_nm, jobs, desc="filtering"):
     """Write the filtered volume as a (Z)YX TIFF, slab of whole planes by slab (in order)."""
     x, y, z = filtered.shape
     depth = max(1, BOX_BUDGET // box_bytes((x, y, 1), filtered.dtype, filtered.channels))
@@ -252,7 +252,7 @@ def write_tiff(path, filtered, voxel_nm, jobs):
     def planes():
         waiting, nxt = {}, 0
         for z0, data in run_tasks(functools.partial(_read_slab, filtered), slabs, jobs=jobs,
-                                  desc="filtering"):
+                                  desc=desc):
             waiting[z0] = data
             while nxt in waiting:
                 block = waiting.pop(nxt)
