@@ -47,11 +47,7 @@ def add_parser(subparsers):
         "float32 in [0, 1]. Multi-channel inputs are filtered channel by channel.",
         epilog="example: neurostation filter ./volume -o ./smooth --method gaussian --sigma 0.8 "
         "--unit um --jobs 4")
-    p.add_argument("input", help="TIFF/OME-TIFF/NIfTI file, precomputed folder, URL or JSON reference")
-    p.add_argument("-o", "--output", required=True,
-                   help="output: a .tif/.tiff file, or a folder/URL for a precomputed volume")
-    p.add_argument("--format", choices=("tiff", "precomputed"),
-                   help="output format (default: tiff for a .tif/.tiff name, else precomputed)")
+    add_input_output(p)
     p.add_argument("--method", required=True, choices=METHODS, help="the filter")
     p.add_argument("--sigma", type=float, help="gaussian sigma; dog: the low sigma (in --unit)")
     p.add_argument("--high-sigma", type=float,
@@ -82,6 +78,15 @@ def add_parser(subparsers):
                    help="parallel processes (default: GALAXY_SLOTS, else 1)")
     p.set_defaults(func=run, layer_type="image")
     return p
+
+
+def add_input_output(p):
+    """The input, -o/--output and --format arguments of a volume-to-volume command."""
+    p.add_argument("input", help="TIFF/OME-TIFF/NIfTI file, precomputed folder, URL or JSON reference")
+    p.add_argument("-o", "--output", required=True,
+                   help="output: a .tif/.tiff file, or a folder/URL for a precomputed volume")
+    p.add_argument("--format", choices=("tiff", "precomputed"),
+                   help="output format (default: tiff for a .tif/.tiff name, else precomputed)")
 
 
 def _per_channel(func, data):
@@ -271,6 +276,24 @@ def write_tiff(path, filtered, voxel_nm, jobs, desc="filtering"):
                          metadata={"axes": axes, **extra}, **samples)
 
 
+def write_precomputed(volume, source, args, jobs, record, budget=BOX_BUDGET):
+    """Write the lazy `volume` made from `source` as the precomputed volume -o with its
+    pyramid (record: the command's entries of the completion record), and --reference."""
+    voxel_nm = source.voxel_nm
+    if voxel_nm is None:
+        print("warning: the input carries no voxel size; assuming 1,1,1 nm", file=sys.stderr)
+        voxel_nm = (1.0, 1.0, 1.0)
+    check_storable(volume.dtype, volume.channels, args)
+    url = to_url(args.output)
+    check_writable(url)
+    record = {**record, "sources": [source.name], "voxel_size": list(voxel_nm), "voxel_unit": "nm"}
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "output", "jobs")}
+    params = {**options, "input": args.input if "://" in args.input else os.path.abspath(args.input)}
+    write_volume(volume, url, voxel_nm, args, jobs, params, record, budget=budget)
+    if args.reference:
+        write_reference(args.reference, url)
+
+
 def run(args):
     check_tiff_options(args)
     kind = output_format(args)
@@ -282,20 +305,7 @@ def run(args):
         if kind == "tiff":
             write_tiff(args.output, filtered, source.voxel_nm, jobs)
         else:
-            voxel_nm = source.voxel_nm
-            if voxel_nm is None:
-                print("warning: the input carries no voxel size; assuming 1,1,1 nm",
-                      file=sys.stderr)
-                voxel_nm = (1.0, 1.0, 1.0)
-            check_storable(filtered.dtype, filtered.channels, args)
-            url = to_url(args.output)
-            check_writable(url)
-            record = {"command": "filter", "sources": [source.name], "method": args.method,
-                      "voxel_size": list(voxel_nm), "voxel_unit": "nm"}
-            options = {k: v for k, v in vars(args).items() if k not in ("func", "output", "jobs")}
-            params = {**options, "input": args.input if "://" in args.input else os.path.abspath(args.input)}
-            write_volume(filtered, url, voxel_nm, args, jobs, params, record, budget=BOX_BUDGET)
-            if args.reference:
-                write_reference(args.reference, url)
+            write_precomputed(filtered, source, args, jobs, {"command": "filter",
+                                                              "method": args.method})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

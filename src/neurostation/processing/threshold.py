@@ -10,9 +10,7 @@ per iteration, to its fixed point.
 """
 
 import functools
-import os
 import shutil
-import sys
 
 import numpy as np
 
@@ -20,12 +18,10 @@ from ..chunks.boxes import plan_boxes
 from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
-from ..ingest.volume import write_reference, write_volume
 from ..io.outputs import staged_file
-from ..io.precomputed import check_writable, to_url
 from ..io.sources import workdir
 from ..visualize.sources import open_volume_source
-from .filter import write_tiff
+from .filter import add_input_output, write_precomputed, write_tiff
 
 METHODS = ("otsu", "li", "yen", "triangle", "manual")
 BOX_BUDGET = 8 << 20  # bytes of input per box read in a pass
@@ -43,11 +39,7 @@ def add_parser(subparsers):
         "triangle on the whole volume in memory, or take --value; print it, and write the binary "
         "mask (uint8, 1 where the value is above the threshold; --invert: at or below).",
         epilog="example: neurostation threshold ./volume -o ./mask --method otsu --report t.tsv")
-    p.add_argument("input", help="TIFF/OME-TIFF/NIfTI file, precomputed folder, URL or JSON reference")
-    p.add_argument("-o", "--output", required=True,
-                   help="output: a .tif/.tiff file, or a folder/URL for a precomputed volume")
-    p.add_argument("--format", choices=("tiff", "precomputed"),
-                   help="output format (default: tiff for a .tif/.tiff name, else precomputed)")
+    add_input_output(p)
     p.add_argument("--method", required=True, choices=METHODS, help="the threshold method")
     p.add_argument("--value", type=float, help="manual: the threshold, within the data's range")
     p.add_argument("--invert", action="store_true",
@@ -251,21 +243,9 @@ def run(args):
         if kind == "tiff":
             write_tiff(args.output, mask, source.voxel_nm, jobs, desc="masking")
         else:
-            voxel_nm = source.voxel_nm
-            if voxel_nm is None:
-                print("warning: the input carries no voxel size; assuming 1,1,1 nm",
-                      file=sys.stderr)
-                voxel_nm = (1.0, 1.0, 1.0)
-            url = to_url(args.output)
-            check_writable(url)
-            record = {"command": "threshold", "sources": [source.name], "method": args.method,
-                      "threshold": float(threshold), "voxel_size": list(voxel_nm),
-                      "voxel_unit": "nm"}
-            options = {k: v for k, v in vars(args).items() if k not in ("func", "output", "jobs")}
-            params = {**options, "input": args.input if "://" in args.input else os.path.abspath(args.input)}
-            write_volume(mask, url, voxel_nm, args, jobs, params, record, budget=BOX_BUDGET)
-            if args.reference:
-                write_reference(args.reference, url)
+            write_precomputed(mask, source, args, jobs, {
+                "command": "threshold", "method": args.method, "threshold": float(threshold)},
+                budget=BOX_BUDGET)
         if args.report:
             write_report(args.report, args.method, threshold, low, high)
     finally:
