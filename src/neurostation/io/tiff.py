@@ -9,6 +9,7 @@ import tifffile
 
 from ..errors import UserError
 from ..units import convert, normalize_unit
+from .outputs import staged_file
 
 # TIFF ResolutionUnit: 2 = inch, 3 = centimetre (in nm); 1 = none.
 _RESUNIT_NM = {2: 25.4e6, 3: 1e7}
@@ -150,3 +151,21 @@ def resolution_keywords(size, unit):
     x_nm, y_nm = convert(size[:2], unit, "nm")
     keywords = {"resolution": (1e7 / x_nm, 1e7 / y_nm), "resolutionunit": "CENTIMETER"}
     return keywords, {"voxel_size": [v for v in size if v is not None], "voxel_unit": unit}
+
+
+def write_ome_tiff(path, planes, shape_zyx, dtype, voxel_nm, channels=1):
+    """Write z planes (YX, or YXS with channels) as an OME-TIFF with axes metadata and the voxel
+    size in µm (none when `voxel_nm` is None); complete or absent (staged), BigTIFF when needed."""
+    z, y, x = shape_zyx
+    shape, samples, axes = (z, y, x), {}, "ZYX"
+    if channels > 1:  # channels as samples of each pixel
+        shape, samples, axes = shape + (channels,), {"planarconfig": "contig"}, "ZYXS"
+    sizes = {}
+    if voxel_nm is not None:
+        um = convert(voxel_nm, "nm", "um")
+        sizes = {**{f"PhysicalSize{a}": v for a, v in zip("XYZ", um)},
+                 **{f"PhysicalSize{a}Unit": "µm" for a in "XYZ"}}
+    bigtiff = x * y * z * channels * np.dtype(dtype).itemsize > 2**32 - 2**25
+    with staged_file(path, ".tif") as tmp:
+        tifffile.imwrite(tmp, planes, shape=shape, dtype=dtype, ome=True, photometric="minisblack",
+                         bigtiff=bigtiff, metadata={"axes": axes, **sizes}, **samples)

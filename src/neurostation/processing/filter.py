@@ -13,7 +13,6 @@ import shutil
 import sys
 
 import numpy as np
-import tifffile
 from scipy import ndimage
 
 from ..chunks.boxes import Box
@@ -22,9 +21,9 @@ from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
 from ..ingest.volume import check_storable, write_reference, write_volume
-from ..io.outputs import staged_file
 from ..io.precomputed import ENCODINGS, check_writable, to_url
 from ..io.sources import workdir
+from ..io.tiff import write_ome_tiff
 from ..storage.scales import box_bytes
 from ..units import UNIT_NM, convert
 from ..visualize.sources import open_volume_source
@@ -247,12 +246,6 @@ def write_tiff(path, filtered, voxel_nm, jobs, desc="filtering"):
     x, y, z = filtered.shape
     depth = max(1, BOX_BUDGET // box_bytes((x, y, 1), filtered.dtype, filtered.channels))
     slabs = [Box((0, 0, z0), (x, y, min(z, z0 + depth))) for z0 in range(0, z, depth)]
-    axes = "ZYX" if filtered.channels == 1 else "ZYXS"  # channels as samples of each pixel
-    extra = {}
-    if voxel_nm is not None:
-        um = convert(voxel_nm, "nm", "um")
-        extra = {"PhysicalSizeX": um[0], "PhysicalSizeY": um[1], "PhysicalSizeZ": um[2],
-                 "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"}
 
     def planes():
         waiting, nxt = {}, 0
@@ -266,14 +259,7 @@ def write_tiff(path, filtered, voxel_nm, jobs, desc="filtering"):
                     yield plane[..., 0] if filtered.channels == 1 else plane
                 nxt += block.shape[2]
 
-    shape, samples = (z, y, x), {}
-    if filtered.channels > 1:
-        shape, samples = shape + (filtered.channels,), {"planarconfig": "contig"}
-    bigtiff = box_bytes((x, y, z), filtered.dtype, filtered.channels) > 2**32 - 2**25
-    with staged_file(path, ".tif") as tmp:
-        tifffile.imwrite(tmp, planes(), shape=shape, dtype=filtered.dtype, ome=True,
-                         photometric="minisblack", bigtiff=bigtiff,
-                         metadata={"axes": axes, **extra}, **samples)
+    write_ome_tiff(path, planes(), (z, y, x), filtered.dtype, voxel_nm, filtered.channels)
 
 
 def write_precomputed(volume, source, args, jobs, record, budget=BOX_BUDGET):

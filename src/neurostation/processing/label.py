@@ -10,14 +10,13 @@ import sys
 import tempfile
 
 import numpy as np
-import tifffile
 
 from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import output_format
 from ..ingest.volume import DTYPES, check_storable, plan_volume, write_reference, write_volume
-from ..io.outputs import staged_file
 from ..io.precomputed import check_writable, to_url
+from ..io.tiff import write_ome_tiff
 from ..storage.write import first_box_size
 from ..units import UNIT_NM, convert, normalize_unit, parse_xyz
 from ..visualize.sources import check_channel, open_volume_source
@@ -168,13 +167,7 @@ def write_tiff(path, labels, voxel_nm, jobs):
                 slab[:, y0:y1, x0:x1] = data[..., 0].transpose(2, 1, 0)
             yield from slab
 
-    size_um = convert(voxel_nm, "nm", "um")
-    with staged_file(path, ".tif") as tmp:
-        tifffile.imwrite(tmp, planes(), shape=(sz, sy, sx), dtype=labels.dtype, ome=True,
-                         photometric="minisblack",
-                         bigtiff=sx * sy * sz * labels.dtype.itemsize > 2**32 - 2**25,
-                         metadata={"axes": "ZYX", **{f"PhysicalSize{a}": v for a, v in zip("XYZ", size_um)},
-                                   **{f"PhysicalSize{a}Unit": "µm" for a in "XYZ"}})
+    write_ome_tiff(path, planes(), (sz, sy, sx), labels.dtype, voxel_nm)
 
 
 def run(args):
