@@ -150,10 +150,10 @@ def classify(*args):
     return main(["classify", *map(str, args)])
 
 
-def classify_error(capsys, *args):
-    """The one `error:` line (exit 2) of a refused in-process run."""
+def refused(capsys, command, *args):
+    """The one `error:` line (exit 2) of a refused in-process run of `command`."""
     capsys.readouterr()
-    code = classify(*args)
+    code = main([command, *map(str, args)])
     lines = [line for line in capsys.readouterr().err.splitlines()
              if not line.startswith("progress:")]
     assert code == 2 and len(lines) == 1, lines
@@ -234,7 +234,7 @@ def trained(tmp_path, volumes):
 
 def apply_error(capsys, tmp_path, image, model):
     out = tmp_path / "applied.ome.tif"
-    line = classify_error(capsys, image, "--apply", model, "-o", out)
+    line = refused(capsys, "classify", image, "--apply", model, "-o", out)
     assert not out.exists()
     return line
 
@@ -284,8 +284,8 @@ def test_bad_annotations_are_refused(tmp_path, capsys, volumes, case, message):
            "float": ann.astype(np.float32)}[case]
     write_ome(paths["annotations"], ann, VOXEL_UM)
     out = tmp_path / "seg.ome.tif"
-    line = classify_error(capsys, paths["image"], "--annotations", paths["annotations"],
-                          "-o", out, "--save-model", tmp_path / "m.skops")
+    line = refused(capsys, "classify", paths["image"], "--annotations", paths["annotations"],
+                   "-o", out, "--save-model", tmp_path / "m.skops")
     assert line.startswith(message)
     assert not out.exists() and not (tmp_path / "m.skops").exists()
 
@@ -298,14 +298,14 @@ def test_bad_annotations_are_refused(tmp_path, capsys, volumes, case, message):
 ])
 def test_bad_options_are_refused(tmp_path, capsys, volumes, options, message):
     paths, _ = volumes
-    line = classify_error(capsys, paths["image"], "--annotations", paths["annotations"],
-                          "-o", tmp_path / "seg.ome.tif", *options)
+    line = refused(capsys, "classify", paths["image"], "--annotations", paths["annotations"],
+                   "-o", tmp_path / "seg.ome.tif", *options)
     assert message in line
 
 
 def test_feature_options_with_apply_are_refused(tmp_path, capsys, trained):
     paths, model = trained
-    line = classify_error(capsys, paths["image"], "--apply", model, "--sigmas", "2",
-                          "-o", tmp_path / "x.ome.tif")
+    line = refused(capsys, "classify", paths["image"], "--apply", model, "--sigmas", "2",
+                   "-o", tmp_path / "x.ome.tif")
     assert line == ("error: --sigmas applies to training; with --apply the features come from "
                     "the model file")

@@ -52,6 +52,6 @@ def load_model(path, kind):
             or not isinstance(content.get("settings"), dict)):
         raise UserError(f"{name} is not a NeuroStation model file")
     if content.get("kind") != kind:
-        raise UserError(f"{name} is a {content.get('kind')} model; this command needs a "
-                        f"{kind} model")
+        raise UserError(f"{name} is a model of kind {content.get('kind')!r}; this command "
+                        f"takes {kind!r} models")
     return content["model"], content["settings"]

@@ -27,6 +27,7 @@ from .filter import (BORDER_MODES, add_input_output, add_volume_options, sigma_v
                      write_precomputed, write_tiff)
 
 RESULTS = ("segmentation", "probabilities")
+SEGMENTATION_ENCODINGS = ("raw", "compressed_segmentation")
 MODEL_KIND = "pixel classifier"
 DEFAULT_SIGMAS = "1,2,4"
 # Options that describe the features: taken from the model file with --apply.
@@ -76,7 +77,7 @@ def add_parser(subparsers):
                    help="annotated voxels used at most; beyond it an even random subset "
                    "(default 500000)")
     p.add_argument("--seed", type=int, default=0, help="random state of the forest (default 0)")
-    add_volume_options(p)
+    add_volume_options(p, SEGMENTATION_ENCODINGS)
     p.set_defaults(func=run, layer_type="segmentation")
     return p
 
