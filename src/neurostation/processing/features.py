@@ -139,12 +139,15 @@ def _eigenvalues(elements, axes):
 
 
 def sub_boxes(features, box):
-    """Boxes inside `box` (absolute coordinates) whose features fit the budget."""
-    x, y, z = box.shape
-    voxels = features.box_voxels()
-    bz = max(1, min(z, voxels // (x * y)))
-    by = y if bz > 1 or x * y <= voxels else max(1, min(y, voxels // x))
-    bx = x if x * by <= voxels else max(1, voxels)
+    """Boxes inside `box` (absolute coordinates) whose features fit the budget, as near cubes
+    (square in 2D) as the box allows, so that the halo adds little reading."""
+    size = list(box.shape)
+    splittable = [0, 1] if features.planar else [0, 1, 2]
+    while np.prod(size) > features.box_voxels():
+        axis = max(splittable, key=lambda i: size[i])
+        if size[axis] == 1:
+            break
+        size[axis] = -(-size[axis] // 2)
     return [Box(tuple(a + s for a, s in zip(box.start, b.start)),
                 tuple(a + s for a, s in zip(box.start, b.stop)))
-            for b in plan_boxes(box.shape, (bx, by, bz))]
+            for b in plan_boxes(box.shape, size)]
