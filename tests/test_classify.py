@@ -309,3 +309,17 @@ def test_feature_options_with_apply_are_refused(tmp_path, capsys, trained):
                    "-o", tmp_path / "x.ome.tif")
     assert line == ("error: --sigmas applies to training; with --apply the features come from "
                     "the model file")
+
+
+def test_model_with_invalid_settings_or_huge_sigmas_is_refused(tmp_path, capsys, trained):
+    paths, model = trained
+    content = skops.io.load(model, trusted=["sklearn.tree._tree.Tree"])
+    content["settings"]["unit"] = "parsec"
+    odd = tmp_path / "odd.skops"
+    skops.io.dump(content, odd)
+    assert apply_error(capsys, tmp_path, paths["image"], odd) == (
+        "error: the model odd.skops holds invalid feature settings; train it again")
+    line = refused(capsys, "classify", paths["image"], "--annotations", paths["annotations"],
+                   "--sigmas", "40", "-o", tmp_path / "s.ome.tif")
+    assert line == ("error: the largest sigma reaches 161 voxels around each voxel (4 sigma); "
+                    "at most 128 are supported: use smaller sigmas")

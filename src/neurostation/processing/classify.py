@@ -32,6 +32,7 @@ MODEL_KIND = "pixel classifier"
 DEFAULT_SIGMAS = "1,2,4"
 # Options that describe the features: taken from the model file with --apply.
 FEATURE_OPTIONS = ("features", "sigmas", "unit", "planar", "border")
+MAX_HALO = 128  # voxels a feature reaches at most (about sigma 32)
 
 
 def add_parser(subparsers):
@@ -99,14 +100,33 @@ def feature_settings(args, source):
             "border": args.border or "reflect", "channels": source.channels}
 
 
+def check_settings(settings, name):
+    """Refuse a model file whose feature settings are not ones a training run writes."""
+    def numbers(values, kind):
+        return isinstance(values, list) and values and all(
+            isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in values)
+
+    if not (isinstance(settings.get("kinds"), list) and settings["kinds"]
+            and set(settings["kinds"]) <= set(KINDS) and numbers(settings.get("sigmas"), float)
+            and settings.get("unit") in ("voxel", *UNIT_NM)
+            and isinstance(settings.get("planar"), bool) and settings.get("border") in BORDER_MODES
+            and numbers(settings.get("classes"), int)):
+        raise UserError(f"the model {name} holds invalid feature settings; train it again")
+
+
 def feature_set(settings, source):
-    """The FeatureSet of `settings` on `source` (sigmas converted with its voxel size)."""
+    """The FeatureSet of `settings` on `source` (sigmas converted with its voxel size); a
+    sigma reaching further than MAX_HALO voxels is refused."""
     unit, voxel_nm = settings["unit"], source.voxel_nm
     sigmas = [sigma_voxels(s, unit, voxel_nm, settings["planar"], "--sigmas")
               for s in settings["sigmas"]]
     spacing = (1.0, 1.0, 1.0) if unit == "voxel" else tuple(v / min(voxel_nm) for v in voxel_nm)
-    return FeatureSet(settings["kinds"], sigmas, spacing, settings["planar"], settings["border"],
-                      source.channels)
+    features = FeatureSet(settings["kinds"], sigmas, spacing, settings["planar"],
+                          settings["border"], source.channels)
+    if max(features.halo) > MAX_HALO:
+        raise UserError(f"the largest sigma reaches {max(features.halo)} voxels around each "
+                        f"voxel (4 sigma); at most {MAX_HALO} are supported: use smaller sigmas")
+    return features
 
 
 def check_training_options(args):
@@ -272,6 +292,7 @@ def run(args):
         if args.apply:
             model_path = args.apply
             model, settings = load_model(model_path, MODEL_KIND)
+            check_settings(settings, os.path.basename(model_path))
         else:
             annotations = open_labels(args.annotations, tmp)
             if annotations.shape != source.shape:

@@ -178,7 +178,13 @@ def classify(table, args, jobs):
     name = os.path.basename(args.table)
     if args.apply:
         model, settings = load_model(args.apply, MODEL_KIND)
-        values = features_of(table, settings["columns"], name)
+        columns, names = settings.get("columns"), settings.get("classes")
+        if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+                and isinstance(names, list) and all(isinstance(c, str) for c in names)
+                and len(names) == len(model.classes_)):
+            raise UserError(f"the model {os.path.basename(args.apply)} holds invalid settings; "
+                            "train it again")
+        values = features_of(table, columns, name)
         if model.n_features_in_ != values.shape[1]:
             raise UserError(f"the model {os.path.basename(args.apply)} takes "
                             f"{model.n_features_in_} features, not {values.shape[1]}")
