@@ -5,6 +5,7 @@ a saved model reapplied gives the same result; unsafe or unfitting model files a
 
 import os
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from test_qc import write_ome
 from neurostation.analysis.objects import inputs
 from neurostation.chunks.boxes import Box, plan_boxes
 from neurostation.cli import main
+from neurostation.processing import classify as classify_mod
 from neurostation.processing import features as features_mod
 from neurostation.processing import filter as filter_image
 from neurostation.processing.features import FeatureSet
@@ -323,3 +325,15 @@ def test_model_with_invalid_settings_or_huge_sigmas_is_refused(tmp_path, capsys,
                    "--sigmas", "40", "-o", tmp_path / "s.ome.tif")
     assert line == ("error: the largest sigma reaches 161 voxels around each voxel (4 sigma); "
                     "at most 128 are supported: use smaller sigmas")
+
+
+def test_physical_sigmas_follow_each_volume_voxel_size():
+    """A model's sigmas in um become voxels with the voxel size of the volume it is applied to."""
+    settings = {"kinds": ["gaussian"], "sigmas": [1.0], "unit": "um", "planar": False,
+                "border": "reflect"}
+    fine = classify_mod.feature_set(settings, SimpleNamespace(voxel_nm=(250.0, 250.0, 1000.0),
+                                                              channels=1))
+    coarse = classify_mod.feature_set(settings, SimpleNamespace(voxel_nm=(500.0, 500.0, 500.0),
+                                                                channels=1))
+    assert fine.sigmas == [(4.0, 4.0, 1.0)] and fine.spacing == (1.0, 1.0, 4.0)
+    assert coarse.sigmas == [(2.0, 2.0, 2.0)] and coarse.spacing == (1.0, 1.0, 1.0)

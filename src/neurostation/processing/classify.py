@@ -236,12 +236,16 @@ _LOADED = {}
 
 
 def loaded_model(path):
-    """The model of a file, loaded (safely) once per process, for one core per process."""
-    if path not in _LOADED:
+    """The model of a file, loaded (safely) once per process and file version, for one core
+    per process (long-lived workers may see a file replaced under the same name)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _LOADED:
         model, _ = load_model(path, MODEL_KIND)
         model.n_jobs = 1
-        _LOADED[path] = model
-    return _LOADED[path]
+        _LOADED.clear()
+        _LOADED[key] = model
+    return _LOADED[key]
 
 
 class Classified:
