@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from ..analysis.objects.inputs import label_boxes, open_labels, read_labels
 from ..chunks.pool import resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
@@ -21,7 +22,6 @@ from ..io.model_files import load_model, save_model
 from ..io.sources import workdir
 from ..units import UNIT_NM
 from ..visualize.sources import open_volume_source
-from ..analysis.objects.inputs import label_boxes, open_labels, read_labels
 from .features import KINDS, FeatureSet, sub_boxes
 from .filter import (BORDER_MODES, add_input_output, add_volume_options, sigma_voxels,
                      write_precomputed, write_tiff)
@@ -94,7 +94,8 @@ def feature_settings(args, source):
     except ValueError:
         sigmas = []
     if not sigmas or not all(s > 0 for s in sigmas):
-        raise UserError(f"--sigmas must be positive numbers separated by commas, got {args.sigmas!r}")
+        raise UserError(f"--sigmas must be positive numbers separated by commas, got "
+                        f"{args.sigmas!r}")
     return {"kinds": kinds, "sigmas": sigmas, "unit": args.unit or "voxel",
             "planar": bool(args.planar) or source.shape[2] == 1,
             "border": args.border or "reflect", "channels": source.channels}
@@ -272,7 +273,8 @@ class Classified:
                 values = proba.astype(np.float32).reshape(sub.shape + (self.channels,))
             else:
                 values = self.classes[np.argmax(proba, axis=1)].reshape(sub.shape + (1,))
-            out[tuple(slice(a - o, b - o) for a, b, o in zip(sub.start, sub.stop, box.start))] = values
+            out[tuple(slice(a - o, b - o)
+                      for a, b, o in zip(sub.start, sub.stop, box.start))] = values
         return out
 
 
