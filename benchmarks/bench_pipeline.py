@@ -17,7 +17,7 @@ import tifffile
 from scipy import ndimage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure import run_measured  # noqa: E402
+from measure import measure_run  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -39,7 +39,7 @@ def write_volume(path, shape_xyz, tiles=1, seed=0):
 
 
 def pipeline(src, folder, jobs):
-    """(step, seconds, peak MiB) of the four steps on `src`, outputs under `folder`."""
+    """(step, seconds, peak MiB, CPU seconds) of the four steps on `src`, outputs under `folder`."""
     os.makedirs(folder, exist_ok=True)
     out = {name: os.path.join(folder, name) for name in
            ("smooth.ome.tif", "mask.ome.tif", "labels.ome.tif", "objects.tsv")}
@@ -52,8 +52,7 @@ def pipeline(src, folder, jobs):
                           "-o", out["objects.tsv"]])]
     rows = []
     for name, argv in steps:
-        seconds, peak = run_measured([PYTHON, "-m", "neurostation.cli", *argv, "--jobs", str(jobs)])
-        rows.append((name, seconds, peak))
+        rows.append((name, *measure_run([PYTHON, "-m", "neurostation.cli", *argv, "--jobs", str(jobs)])))
     with open(out["objects.tsv"]) as table:
         objects = sum(1 for _ in table) - 1
     return rows, objects
@@ -76,15 +75,17 @@ def main():
         results[label, jobs] = pipeline(src, os.path.join(work, f"{label}-jobs{jobs}"), jobs)
     print(f"volumes: 1x = {shape[0]}x{shape[1]}x{shape[2]} uint16 ({sizes['1x']:.0f} MiB)"
           + ("" if args.skip_large else f", 4x = {sizes['4x']:.0f} MiB (tiled 2x2 in x, y)"))
-    print(f"{'step':10} {'volume':>6} {'jobs':>4} {'seconds':>8} {'peak RSS MiB':>13} "
-          f"{'volume/peak':>11} {'x jobs 1':>8}")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'step':10} {'volume':>6} {'jobs':>4} {'seconds':>8} {'CPU s':>7} {'peak RSS MiB':>13} "
+          f"{'volume/peak':>11} {'speed-up':>8}")
     for (label, jobs), (rows, objects) in results.items():
-        for (name, seconds, peak), (_, base, _) in zip(rows, results[label, 1][0]):
-            print(f"{name:10} {label:>6} {jobs:4d} {seconds:8.1f} {peak:13.0f} "
-                  f"{sizes[label] / peak:11.2f} {base / seconds:8.2f}")
+        for (name, seconds, peak, cpu), base in zip(rows, results[label, 1][0]):
+            print(f"{name:10} {label:>6} {jobs:4d} {seconds:8.1f} {cpu:7.1f} {peak:13.0f} "
+                  f"{sizes[label] / peak:11.2f} {base[1] / seconds:8.2f}")
         total = sum(r[1] for r in rows)
-        print(f"{'total':10} {label:>6} {jobs:4d} {total:8.1f} {max(r[2] for r in rows):13.0f} "
-              f"{'':11} {sum(r[1] for r in results[label, 1][0]) / total:8.2f}   objects: {objects}")
+        print(f"{'total':10} {label:>6} {jobs:4d} {total:8.1f} {sum(r[3] for r in rows):7.1f} "
+              f"{max(r[2] for r in rows):13.0f} {'':11} "
+              f"{sum(r[1] for r in results[label, 1][0]) / total:8.2f}   objects: {objects}")
     same = results["1x", 1][1] == results["1x", 2][1]
     print(f"--jobs 2 finds the same number of objects as --jobs 1: {same}")
     if not args.workdir:
