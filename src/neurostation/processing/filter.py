@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from ..chunks.boxes import Box
 from ..chunks.halo import BORDER_MODES, HaloSource, footprint_halo, sigma_halo
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
 from ..ingest.volume import check_storable, write_reference, write_volume
@@ -73,15 +73,15 @@ def add_parser(subparsers):
 
 
 def add_volume_options(p, encodings=ENCODINGS[:2]):
-    """The precomputed output options (chunk size, encoding, levels, reference) and --jobs."""
+    """The precomputed output options (chunk size, encoding, levels, reference), --jobs and
+    --scheduler."""
     p.add_argument("--chunk-size", metavar="X,Y,Z", help="precomputed: chunk size in voxels")
     p.add_argument("--encoding", choices=encodings, default="raw",
                    help=f"precomputed: chunk encoding, {' or '.join(encodings)} (default raw)")
     p.add_argument("--levels", type=int, help="precomputed: number of downsampled scales")
     p.add_argument("--reference", metavar="JSON",
                    help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
 
 
 def add_input_output(p):
