@@ -17,6 +17,7 @@ from skimage.feature import (hessian_matrix, hessian_matrix_eigvals, structure_t
 from sklearn.ensemble import RandomForestClassifier
 from test_ingest import read_with_tensorstore
 from test_qc import write_ome
+from test_scheduler import cluster  # noqa: F401 (the loopback Dask cluster fixture)
 
 from neurostation.analysis.objects import inputs
 from neurostation.chunks.boxes import Box, plan_boxes
@@ -337,3 +338,19 @@ def test_physical_sigmas_follow_each_volume_voxel_size():
                                                                 channels=1))
     assert fine.sigmas == [(4.0, 4.0, 1.0)] and fine.spacing == (1.0, 1.0, 4.0)
     assert coarse.sigmas == [(2.0, 2.0, 2.0)] and coarse.spacing == (1.0, 1.0, 1.0)
+
+
+def test_on_a_dask_cluster_equals_local(tmp_path, volumes, small_boxes, cluster):  # noqa: F811
+    """Gathering and classifying as box tasks on Dask workers (which load the model file
+    themselves) give the local run's segmentation and model."""
+    paths, _ = volumes
+    common = [paths["image"], "--annotations", paths["annotations"], "--sigmas", "1,2",
+              "--trees", "8"]
+    assert classify(*common, "-o", tmp_path / "local.ome.tif") == 0
+    assert classify(*common, "-o", tmp_path / "dask.ome.tif", "--save-model", tmp_path / "m.skops",
+                    "--scheduler", cluster[0]) == 0
+    local = tifffile.imread(tmp_path / "local.ome.tif")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "dask.ome.tif"), local)
+    assert classify(paths["image"], "--apply", tmp_path / "m.skops", "-o", tmp_path / "a.ome.tif",
+                    "--scheduler", cluster[0]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.ome.tif"), local)
