@@ -350,3 +350,21 @@ def test_on_a_dask_cluster_equals_local(tmp_path, volumes, small_boxes, cluster)
     assert classify(*common, "-o", tmp_path / "dask.ome.tif", "--scheduler", cluster[0]) == 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "dask.ome.tif"),
                                   tifffile.imread(tmp_path / "local.ome.tif"))
+
+
+def test_max_samples_takes_an_even_subset(tmp_path, capsys, volumes):
+    """The hashed subset keeps about the asked share of the annotated voxels, whatever boxes
+    they come in (a voxel's fate depends on its index and the seed only)."""
+    index = np.arange(200000)
+    kept = classify_mod._keep(index, 5, 0.25)
+    assert abs(kept.mean() - 0.25) < 0.005
+    np.testing.assert_array_equal(np.concatenate([classify_mod._keep(part, 5, 0.25)
+                                                  for part in np.array_split(index, 7)]), kept)
+    paths, arrays = volumes
+    capsys.readouterr()
+    assert classify(paths["image"], "--annotations", paths["annotations"], "--max-samples", "300",
+                    "--trees", "5", "--sigmas", "1", "-o", tmp_path / "s.ome.tif") == 0
+    used = int(capsys.readouterr().err.split("training on ")[1].split()[0])
+    assert 250 < used < 350
+    seg = tifffile.imread(tmp_path / "s.ome.tif")
+    assert np.mean((seg == 2) == arrays["truth"]) > 0.95

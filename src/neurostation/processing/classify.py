@@ -225,6 +225,9 @@ def train(source, annotations, settings, args, jobs):
     counts, boxes = annotated_classes(annotations, jobs)
     features = feature_set(settings, source)
     x, y = gather(source, annotations, features, boxes, counts, args, jobs)
+    if len(np.unique(y)) < 2:
+        raise UserError(f"--max-samples {args.max_samples} leaves annotated voxels of one class "
+                        "only; give a larger --max-samples")
     print(f"training on {len(y)} annotated voxels of {len(counts)} classes "
           f"({', '.join(f'{c}: {n}' for c, n in counts.items())}), {x.shape[1]} features",
           file=sys.stderr)
