@@ -161,8 +161,9 @@ def test_channels_fed_to_the_model(tmp_path, small_boxes):
     np.testing.assert_allclose(read_tiff(tmp_path / "c.tif")[1], expected, atol=1e-6)
 
 
-def run_error(capsys, *args):
-    assert main([str(a) for a in ["predict", *args]]) == 2
+def run_error(capsys, *args, command="predict"):
+    """The one `error:` line (exit 2) of `neurostation COMMAND ARGS` run in this process."""
+    assert main([str(a) for a in [command, *args]]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines()
              if not line.startswith("progress:")]
     assert len(lines) == 1, lines

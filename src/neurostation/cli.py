@@ -15,13 +15,13 @@ from .ingest import align, stitch
 from .ingest import volume as ingest_volume
 from .processing import filter as filter_image
 from .processing import label, register, threshold
-from .processing import predict
+from .processing import blobs, predict
 from .storage import cutout, info, pyramid
 from .visualize import qc, view
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
 COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
-            register, filter_image, label, threshold, predict,
+            register, filter_image, label, threshold, predict, blobs,
             timeseries, connectivity, graph, decompose, seedmap,
             measure, adjacency,
             view, qc)
