@@ -51,6 +51,8 @@ class OnnxModel:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+            # idle threads sleep instead of spinning: a busy shared node would stall them
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3  # errors only: warnings would clutter the job log
             try:
                 self._session = onnxruntime.InferenceSession(

@@ -131,7 +131,8 @@ def check_channels(model, source, channel):
 
 class Prediction:
     """The model's output over the volume as a lazy source: read(box) runs the cores of the
-    grid that meet the box (kept in a small cache for neighbouring boxes) and crops."""
+    grid that meet the box, from one read of the input they need (cores computed for an
+    earlier box are kept in a small cache), and crops."""
 
     def __init__(self, source, model, channels, tile, margin, args):
         self.source, self.model, self.fed = source, model, channels
@@ -140,7 +141,8 @@ class Prediction:
         self.scale, self.offset = args.input_scale, args.input_offset
         self.shape = tuple(source.shape)
         self._cache = collections.OrderedDict()
-        self.classes = self._core_output((0, 0, 0)).shape[3]  # runs the model once: checked
+        first = Box((0, 0, 0), tuple(min(c, n) for c, n in zip(self.core, self.shape)))
+        self.classes = self._cores(first)[(0, 0, 0)].shape[3]  # runs the model once: checked
         self.mode, self.threshold = args.mode, args.threshold
         self.klass = plan_output(args, self.classes, model.name)
         self.channels = self.classes if self.mode == "probabilities" else 1
@@ -151,41 +153,46 @@ class Prediction:
     def __getstate__(self):
         return {**self.__dict__, "_cache": collections.OrderedDict()}
 
-    def _run(self, core):
-        """The model's output (x, y, z, K) float32 on the core box."""
-        start = tuple(a - m for a, m in zip(core.start, self.margin))
-        window = Box(start, tuple(a + t for a, t in zip(start, self.tile)))
-        data = read_with_halo(self.source, window, (0, 0, 0), self.border)[..., self.fed]
+    def _run(self, region, origin, start):
+        """The model's output (x, y, z, K) float32 on the core at `start`, its tile cut from
+        `region` (the input from `origin`, the border mode already beyond the volume)."""
+        lo = [a - m - o for a, m, o in zip(start, self.margin, origin)]
+        data = region[tuple(slice(a, a + t) for a, t in zip(lo, self.tile))][..., self.fed]
         data = data.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
         tile = data.transpose(3, 2, 1, 0)  # (C, Z, Y, X)
         if self.model.rank == 2:
             out = self.model.run(tile[:, 0])[:, None]
         else:
             out = self.model.run(tile)
-        (mx, my, mz), (cx, cy, cz) = self.margin, core.shape
-        return out.transpose(3, 2, 1, 0)[mx:mx + cx, my:my + cy, mz:mz + cz]
+        size = [min(c, n - a) for a, c, n in zip(start, self.core, self.shape)]
+        return out.transpose(3, 2, 1, 0)[tuple(slice(m, m + c) for m, c in zip(self.margin, size))]
 
-    def _core_output(self, start):
-        if start not in self._cache:
-            stop = tuple(min(a + c, n) for a, c, n in zip(start, self.core, self.shape))
-            out = self._run(Box(start, stop))
-            self._cache[start] = out
-            used = sum(a.nbytes for a in self._cache.values())
-            while used > CACHE_BYTES and len(self._cache) > 1:
-                used -= self._cache.popitem(last=False)[1].nbytes
-        return self._cache[start]
+    def _cores(self, box):
+        """{core start: output} of the cores meeting the box; the missing ones run from one
+        read of the input window they share."""
+        ranges = [range(a // c * c, b, c) for a, b, c in zip(box.start, box.stop, self.core)]
+        starts = [(x, y, z) for z in ranges[2] for y in ranges[1] for x in ranges[0]]
+        outputs = {s: self._cache.get(s) for s in starts}
+        missing = [s for s, out in outputs.items() if out is None]
+        if missing:
+            origin = tuple(min(s[i] for s in missing) - self.margin[i] for i in range(3))
+            stop = tuple(max(s[i] for s in missing) - self.margin[i] + self.tile[i]
+                         for i in range(3))
+            region = read_with_halo(self.source, Box(origin, stop), (0, 0, 0), self.border)
+            for start in missing:
+                outputs[start] = self._cache[start] = self._run(region, origin, start)
+        used = sum(a.nbytes for a in self._cache.values())
+        while used > CACHE_BYTES and self._cache:
+            used -= self._cache.popitem(last=False)[1].nbytes
+        return outputs
 
     def read(self, box):
         probs = np.empty(box.shape + (self.classes,), np.float32)
-        first = [a // c * c for a, c in zip(box.start, self.core)]
-        for z0 in range(first[2], box.stop[2], self.core[2]):
-            for y0 in range(first[1], box.stop[1], self.core[1]):
-                for x0 in range(first[0], box.stop[0], self.core[0]):
-                    out = self._core_output((x0, y0, z0))
-                    lo = [max(a, s) for a, s in zip((x0, y0, z0), box.start)]
-                    hi = [min(a + n, s) for a, n, s in zip((x0, y0, z0), out.shape, box.stop)]
-                    probs[tuple(slice(l - s, h - s) for l, h, s in zip(lo, hi, box.start))] = \
-                        out[tuple(slice(l - a, h - a) for l, h, a in zip(lo, hi, (x0, y0, z0)))]
+        for start, out in self._cores(box).items():
+            lo = [max(a, s) for a, s in zip(start, box.start)]
+            hi = [min(a + n, s) for a, n, s in zip(start, out.shape, box.stop)]
+            probs[tuple(slice(l - s, h - s) for l, h, s in zip(lo, hi, box.start))] = \
+                out[tuple(slice(l - a, h - a) for l, h, a in zip(lo, hi, start))]
         return np.asfortranarray(self.finish(probs))
 
     def finish(self, probs):
