@@ -107,7 +107,6 @@ def plan_tiles(model, args):
                  for i, f in enumerate(fixed))
     if args.margin:
         margin = parse_sizes(args.margin, rank, "--margin", 0)
-        margin = margin if rank == 3 else margin[:2] + (0,)
     else:
         margin = tuple(t // 8 for t in tile[:rank]) + ((0,) if rank == 2 else ())
     for axis, t, m in zip("xyz", tile, margin):
