@@ -217,3 +217,9 @@ def test_model_of_the_wrong_rank(tmp_path, volume, capsys):
                      tmp_path / "o.tif") == (
         "error: flat.onnx takes a rank-3 input [1, 'h', 'w']; expected (N, C, Y, X) for a 2D "
         "model or (N, C, Z, Y, X) for a 3D model")
+    plane = write_ome(tmp_path / "plane.ome.tif", volume[1][:1], VOXEL_UM)
+    conv = conv_sigmoid_3d(tmp_path / "conv.onnx", KERNEL, BIAS)
+    assert run_error(capsys, plane, "--model", conv, "-o", tmp_path / "o.tif") == (
+        "error: conv.onnx is a 3D model (input N, C, Z, Y, X) but plane.ome.tif is a single "
+        "plane; use a 2D model (N, C, Y, X)")
+    assert not list(tmp_path.glob("o*"))

@@ -117,7 +117,11 @@ def plan_tiles(model, args):
 
 
 def check_channels(model, source, channel):
-    """The image channels fed to the model: all, or the one --channel picks."""
+    """The image channels fed to the model: all, or the one --channel picks (a 3D model
+    needs a stack, not a single plane)."""
+    if model.rank == 3 and source.shape[2] == 1:
+        raise UserError(f"{model.name} is a 3D model (input N, C, Z, Y, X) but {source.name} is "
+                        "a single plane; use a 2D model (N, C, Y, X)")
     if channel is not None:
         check_channel(source, channel)
     fed = 1 if channel is not None else source.channels
