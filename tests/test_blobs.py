@@ -113,6 +113,20 @@ def test_parallel_jobs_give_the_same_spots(tmp_path, volume, small_boxes):
     pd.testing.assert_frame_equal(one, two)
 
 
+def test_on_a_dask_cluster_equals_local(tmp_path, volume, small_boxes):
+    """--scheduler: the boxes run on a loopback Dask cluster; the table is the local one."""
+    from distributed import LocalCluster
+
+    path, _ = volume
+    options = ["--min-sigma", 1, "--max-sigma", 2, "--num-sigma", 3, "--threshold", 0.03]
+    local = run_blobs(path, tmp_path / "a.tsv", *options)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        remote = run_blobs(path, tmp_path / "b.tsv", *options, "--scheduler",
+                           cluster.scheduler_address)
+    pd.testing.assert_frame_equal(local, remote)
+
+
 def test_2d_image(tmp_path, small_boxes):
     yx = spots_volume((1, 70, 90), np.random.default_rng(3).uniform((0, 0, 0), (0, 70, 90), (30, 3)),
                       (1, 2, 2), noise=2000)

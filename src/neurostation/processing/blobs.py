@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..analysis.fmri.tables import write_frame
 from ..analysis.objects.inputs import label_boxes, open_labels, read_labels
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.outputs import staged
 from ..io.sources import workdir
@@ -81,8 +81,7 @@ def add_parser(subparsers):
                    "image records none)")
     p.add_argument("--voxel-unit", default="nm", choices=sorted(UNIT_NM),
                    help="unit of --voxel-size (default nm)")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run)
     return p
 

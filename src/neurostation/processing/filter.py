@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from ..chunks.boxes import Box
 from ..chunks.halo import BORDER_MODES, HaloSource, footprint_halo, sigma_halo
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
 from ..ingest.volume import check_storable, write_reference, write_volume
@@ -67,8 +67,7 @@ def add_parser(subparsers):
     p.add_argument("--border", choices=tuple(BORDER_MODES), default="reflect",
                    help="values beyond the volume's border, scipy's modes (default reflect)")
     add_volume_options(p)
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="image")
     return p
 
