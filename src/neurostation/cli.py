@@ -21,6 +21,7 @@ COMMANDS = {
     "register": "processing.register", "filter": "processing.filter",
     "label": "processing.label", "threshold": "processing.threshold",
     "classify": "processing.classify",
+    "predict": "processing.predict", "blobs": "processing.blobs",
     "fmri-timeseries": "analysis.fmri.timeseries", "connectivity": "analysis.fmri.connectivity",
     "graph-metrics": "analysis.fmri.graph", "decompose": "analysis.fmri.decompose",
     "seed-map": "analysis.fmri.seedmap",

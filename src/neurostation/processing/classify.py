@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from ..analysis.objects.inputs import label_boxes, open_labels, read_labels
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
 from ..io.model_files import load_model, save_model
@@ -79,6 +79,7 @@ def add_parser(subparsers):
                    "(default 500000)")
     p.add_argument("--seed", type=int, default=0, help="random state of the forest (default 0)")
     add_volume_options(p, SEGMENTATION_ENCODINGS)
+    add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="segmentation")
     return p
 
@@ -297,7 +298,7 @@ def run(args):
     (check_apply_options if args.apply else check_training_options)(args)
     kind, jobs, tmp = output_format(args), resolve_jobs(args.jobs), workdir()
     try:
-        source = open_volume_source(args.input, tmp)
+        source = open_volume_source(args.input, tmp, mip=args.mip)
         if args.apply:
             model_path = args.apply
             model, settings = load_model(model_path, MODEL_KIND)

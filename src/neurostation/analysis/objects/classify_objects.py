@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from ...chunks.pool import resolve_jobs
+from ...chunks.pool import add_parallel_arguments, resolve_jobs
 from ...errors import UserError
 from ...ingest.stitch import check_tiff_options, output_format
 from ...io.model_files import load_model, save_model
@@ -61,6 +61,7 @@ def add_parser(subparsers):
     p.add_argument("--trees", type=int, default=100, help="trees in the forest (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random state of the forest (default 0)")
     add_volume_options(p, ("raw", "compressed_segmentation"))
+    add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="segmentation")
     return p
 
@@ -250,7 +251,7 @@ def run(args):
             out = out[out["class"] == args.keep_class]
     work = workdir()
     try:
-        labels = open_labels(args.input, work)
+        labels = open_labels(args.input, work, mip=args.mip)
         volume = FilteredLabels(labels, out.index)
         if kind == "tiff":
             write_tiff(args.output, volume, labels.voxel_nm, jobs, desc="writing labels")
