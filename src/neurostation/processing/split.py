@@ -80,8 +80,9 @@ def batches(objects):
 
 
 class SplitLabels:
-    """The split objects renumbered: `lookup` (label -> final id, 0 for split objects) and per
-    split object its box start and the final ids of its pieces, saved under `folder`."""
+    """The split objects renumbered, saved under `folder` (so tasks do not carry them):
+    lookup.npy (label -> final id, 0 for split objects) and split.npz (per split object: its
+    label, box start and the final ids of its pieces, from `offsets`)."""
 
     def __init__(self, results, count, folder):
         rows = sorted(results, key=lambda r: r[0])
@@ -98,8 +99,12 @@ class SplitLabels:
         lookup[owner[starts[:-1][whole]]] = final[starts[:-1][whole]]
         self.lookup = os.path.join(folder, "lookup.npy")
         np.save(self.lookup, lookup)
-        self.split = {r[0]: (r[1], final[a:b].astype(self.dtype))
-                      for r, a, b in zip(rows, starts[:-1], starts[1:]) if r[1] is not None}
+        split = [(r, a, b) for r, a, b in zip(rows, starts[:-1], starts[1:]) if r[1] is not None]
+        self.table = os.path.join(folder, "split.npz")
+        np.savez(self.table, labels=np.array([r[0] for r, _, _ in split], np.int64),
+                 starts=np.array([r[1] for r, _, _ in split], np.int64).reshape(-1, 3),
+                 offsets=np.cumsum([0] + [b - a for _, a, b in split]),
+                 ids=np.concatenate([final[a:b] for _, a, b in split] + [np.zeros(0, np.int64)]))
         self.folder = folder
 
 
@@ -109,16 +114,18 @@ class SplitSource:
 
     def __init__(self, labels, table):
         self.labels, self.grid = labels, labels.grid
-        self.lookup, self.split, self.folder = table.lookup, table.split, table.folder
+        self.lookup, self.table, self.folder = table.lookup, table.table, table.folder
         self.shape, self.channels, self.dtype = labels.shape, 1, table.dtype
 
     def read(self, box):
         objects = self.labels.read(box)[..., 0]
         out = np.load(self.lookup, mmap_mode="r")[objects]
-        for label in np.unique(objects):
-            if int(label) not in self.split:
-                continue
-            start, ids = self.split[int(label)]
+        with np.load(self.table) as table:
+            split = dict(table)
+        present = np.unique(objects)
+        for i in np.flatnonzero(np.isin(split["labels"], present)):
+            label, start = split["labels"][i], split["starts"][i]
+            ids = split["ids"][split["offsets"][i]:split["offsets"][i + 1]].astype(self.dtype)
             pieces = np.load(os.path.join(self.folder, f"{label}.npy"), mmap_mode="r")
             lo = [max(a, s) for a, s in zip(box.start, start)]
             hi = [min(b, s + n) for b, s, n in zip(box.stop, start, pieces.shape)]
