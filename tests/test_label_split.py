@@ -148,3 +148,24 @@ def test_bad_split_options(tmp_path, cli, data, args, message):
     result = cli("label", data("split_spheres.ome.tif"), "-o", tmp_path / "out.tif", *args)
     assert error_line(result).startswith(message)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_split_on_a_dask_cluster_equals_local(tmp_path, small_boxes):
+    """--scheduler: the object batches run on a loopback Dask cluster's workers (they share this
+    machine's temporary folder), and the labels equal the local run's."""
+    from distributed import Client, LocalCluster
+
+    mask = clusters(3)
+    src = write_zyx(tmp_path / "balls.ome.tif", mask.astype(np.uint8), VOXEL_UM)
+    assert run_label(src, "-o", tmp_path / "local.tif", "--split") == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        assert run_label(src, "-o", tmp_path / "dask.tif", "--split", "--scheduler",
+                         cluster.scheduler_address) == 0
+        ran = client.run_on_scheduler(lambda dask_scheduler: {
+            name: prefix.state_counts.get("memory", 0)
+            for name, prefix in dask_scheduler.task_prefixes.items()})
+    labels = tifffile.imread(tmp_path / "dask.tif")
+    np.testing.assert_array_equal(labels, tifffile.imread(tmp_path / "local.tif"))
+    objects = int(reference(mask, 26).max())
+    assert labels.max() > objects and ran["SplitTask"] == -(-objects // split.BATCH_OBJECTS)
