@@ -10,6 +10,7 @@ import sys
 from . import __version__
 from .analysis.fmri import connectivity, decompose, graph, seedmap, timeseries
 from .analysis.objects import adjacency, measure
+from .analysis.objects import compare, count
 from .errors import UserError
 from .ingest import align, stitch
 from .ingest import volume as ingest_volume
@@ -22,7 +23,7 @@ from .visualize import qc, view
 COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
             register, filter_image, label, threshold,
             timeseries, connectivity, graph, decompose, seedmap,
-            measure, adjacency,
+            measure, adjacency, count, compare,
             view, qc)
 
 

@@ -11,12 +11,25 @@ from ...visualize.sources import open_volume_source
 BOX_VOXELS = 1 << 20
 
 
+def add_samples(p, what):
+    """The label volumes of a collection: inputs, -o (the `what` table) and --names."""
+    p.add_argument("inputs", nargs="+", metavar="LABELS", help="label volume(s)")
+    p.add_argument("-o", "--output", required=True, help=f"the {what} table (TSV) to write")
+    p.add_argument("--names", nargs="+", metavar="NAME",
+                   help="sample names of the inputs (default: their file names)")
+
+
 def add_common_options(p):
     """--voxel-size, --unit and --jobs, shared by measure and adjacency."""
     p.add_argument("--unit", default="um", choices=sorted(UNIT_NM),
                    help="length unit of the physical columns (default um)")
     p.add_argument("--voxel-size", metavar="X,Y,Z",
                    help="voxel size in --unit, for inputs that record none (overrides the file's)")
+    add_jobs(p)
+
+
+def add_jobs(p):
+    """--jobs (0: GALAXY_SLOTS)."""
     p.add_argument("--jobs", type=int, default=0,
                    help="parallel processes (default: GALAXY_SLOTS, else 1)")
 

@@ -1,0 +1,46 @@
+"""Voxel counts per key (a label, or a pair of labels of two images) accumulated box by box:
+each box gives its distinct keys with their counts, the box tallies are summed by key, so the
+result equals np.unique(..., return_counts=True) on the whole volume while memory holds a box
+plus one row per key."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...chunks.pool import run_tasks
+from .grouping import Batches, sum_by_key
+from .inputs import label_boxes
+
+
+@dataclass
+class Tally:
+    """Sorted distinct `keys` ((n,) labels or (n, 2) label pairs, uint64) and their voxel
+    `counts` (int64)."""
+
+    keys: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self):
+        return len(self.keys)
+
+
+def box_tally(keys):
+    """The Tally of the keys of one box ((n,) or (n, 2) integers)."""
+    axis = 0 if keys.ndim > 1 else None
+    unique, counts = np.unique(keys.astype(np.uint64), axis=axis, return_counts=True)
+    return Tally(unique, counts.astype(np.int64))
+
+
+def merge_tallies(parts):
+    """One Tally from several: counts of the same key added."""
+    keys, _, sums = sum_by_key(np.concatenate([p.keys for p in parts]),
+                               np.concatenate([p.counts for p in parts])[:, None])
+    return Tally(keys, sums[:, 0].astype(np.int64))
+
+
+def tally_volume(task, source, jobs, desc):
+    """The merged Tally of `task(box)` over the boxes tiling `source`."""
+    batches = Batches(merge_tallies, len)
+    for part in run_tasks(task, label_boxes(source), jobs, desc=desc):
+        batches.add(part)
+    return batches.result()
