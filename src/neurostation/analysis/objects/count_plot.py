@@ -3,6 +3,7 @@ above the object volumes per sample as box plots on a log scale, samples in the 
 an RGB PNG of the QC picture's size (matplotlib Agg)."""
 
 import numpy as np
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ...visualize.figure import HEIGHT, SIDE, WIDTH, add_caption, new_figure, save_rgb
 
@@ -16,12 +17,13 @@ def plot_counts(path, table, volumes, unit, min_size=None):
     fig, canvas = new_figure()
     width = 1 - (LEFT + RIGHT) / WIDTH
     bars = fig.add_axes([LEFT / WIDTH, 1 - 380 / HEIGHT, width, 330 / HEIGHT])
-    boxes = fig.add_axes([LEFT / WIDTH, 1 - 760 / HEIGHT, width, 300 / HEIGHT], sharex=bars)
+    boxes = fig.add_axes([LEFT / WIDTH, 1 - 790 / HEIGHT, width, 340 / HEIGHT], sharex=bars)
     x = np.arange(len(table))
     counts = table["objects"].to_numpy()
     drawn = bars.bar(x, counts, width=0.6, color=BAR_COLOUR)
     bars.bar_label(drawn, fontsize=8, padding=2)
     bars.set_ylim(0, max(1, counts.max()) * 1.12)
+    bars.yaxis.set_major_locator(MaxNLocator(integer=True))
     bars.set_ylabel("objects")
     title = "objects per sample" + (f" (at least {min_size})" if min_size else "")
     bars.set_title(title, fontsize=10)
@@ -29,10 +31,14 @@ def plot_counts(path, table, volumes, unit, min_size=None):
     filled = [i for i, v in enumerate(volumes) if len(v)]
     if filled:
         art = boxes.boxplot([volumes[i] for i in filled], positions=filled, widths=0.6,
-                            patch_artist=True, manage_ticks=False)
+                            patch_artist=True, manage_ticks=False,
+                            medianprops={"color": "black"})
         for patch in art["boxes"]:
             patch.set_facecolor(BOX_COLOUR)
         boxes.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        boxes.yaxis.set_major_formatter(plain)
+        boxes.yaxis.set_minor_formatter(plain)
     boxes.set_ylabel(f"object volume ({unit.replace('um', 'µm')}³, log)")
     boxes.set_xticks(x, table["sample"], rotation=30 if len(x) > 4 else 0, ha="right"
                      if len(x) > 4 else "center", fontsize=8)
