@@ -8,6 +8,7 @@ gives n/a ratios; bad input stops with one line and no output."""
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 from label_synth import assert_refused, partition, small_boxes, write_ome  # noqa: F401
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
@@ -182,3 +183,17 @@ def test_bad_input(data, cli, tmp_path, inputs_, message):
     args = [data(a[1:]) if a.startswith("@") else a for a in inputs_]
     result = cli("compare", *args, "-o", out, "--matches", matches)
     assert_refused(result, message, tmp_path)
+
+
+def test_labels_above_32_bits(data, tmp_path):
+    """uint64 labels beyond 2**32 (no packing of the pair into one number) give the same
+    numbers as the known uint16 images."""
+    pred = tifffile.imread(data("compare_pred.ome.tif")).astype(np.uint64)
+    pred[pred > 0] += np.uint64(1 << 40)
+    big = str(tmp_path / "big.tif")  # OME-TIFF has no uint64: a plain TIFF (no voxel size)
+    tifffile.imwrite(big, pred, photometric="minisblack", metadata={"axes": "ZYX"})
+    out = tmp_path / "metrics.tsv"
+    assert main(["compare", big, data("objects_labels.ome.tif"), "-o", str(out)]) == 0
+    row = pd.read_csv(out, sep="\t").iloc[0]
+    assert (row.true_positives, row.false_positives, row.false_negatives) == (3, 1, 1)
+    assert (row.overlap_voxels, row.dice) == (144, pytest.approx(288 / 352))

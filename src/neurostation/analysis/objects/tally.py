@@ -25,9 +25,17 @@ class Tally:
 
 
 def box_tally(keys):
-    """The Tally of the keys of one box ((n,) or (n, 2) integers)."""
-    axis = 0 if keys.ndim > 1 else None
-    unique, counts = np.unique(keys.astype(np.uint64), axis=axis, return_counts=True)
+    """The Tally of the keys of one box ((n,) or (n, 2) integers). Pairs of labels below
+    2**32 are packed into one uint64 first: a 1-D np.unique is several times faster than
+    np.unique(axis=0)."""
+    keys = keys.astype(np.uint64)
+    if keys.ndim == 1:
+        unique, counts = np.unique(keys, return_counts=True)
+    elif keys.size == 0 or keys.max() < 1 << 32:
+        packed, counts = np.unique(keys[:, 0] << np.uint64(32) | keys[:, 1], return_counts=True)
+        unique = np.column_stack([packed >> np.uint64(32), packed & np.uint64(0xFFFFFFFF)])
+    else:
+        unique, counts = np.unique(keys, axis=0, return_counts=True)
     return Tally(unique, counts.astype(np.int64))
 
 
