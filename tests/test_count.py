@@ -102,6 +102,15 @@ def test_known_objects_and_empty_sample(data, cli, tmp_path):
     assert pd.read_csv(out, sep="\t")["labelled_volume_nm3"].tolist() == [99e9]
 
 
+def test_precomputed_labels(data, small_boxes, tmp_path):  # noqa: F811
+    """labels_vol: segments 1, 2, 3 of 288 voxels of 0.25 x 0.25 x 1 µm, read chunk-wise."""
+    out = tmp_path / "counts.tsv"
+    assert main(["count", data("labels_vol"), "-o", str(out)]) == 0
+    row = pd.read_csv(out, sep="\t").iloc[0]
+    assert (row["sample"], row.objects, row.labelled_voxels) == ("labels_vol", 3, 864)
+    assert row.labelled_volume_um3 == pytest.approx(864 * 0.0625)
+
+
 @pytest.mark.parametrize("inputs_, message", [
     (["@objects_float.ome.tif"], "holds float32 values; a label volume holds integers"),
     (["@objects_labels.ome.tif", "@objects_labels_b.ome.tif", "--names", "a"], "--names gives 1"),
