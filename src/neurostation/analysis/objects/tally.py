@@ -5,6 +5,7 @@ plus one row per key."""
 
 from dataclasses import dataclass
 
+import fastremap
 import numpy as np
 
 from ...chunks.pool import run_tasks
@@ -25,10 +26,14 @@ class Tally:
 
 
 def box_tally(keys):
-    """The Tally of the keys of one box ((n,) or (n, 2) integers)."""
+    """The Tally of the keys of one box ((n,) or (n, 2) integers); fastremap.unique (the
+    same result as np.unique) is several times faster on label data."""
     packed, unpack = _packed(keys.astype(np.uint64))
-    unique, counts = np.unique(packed, axis=0 if packed.ndim > 1 else None, return_counts=True)
-    return Tally(unpack(unique), counts.astype(np.int64))
+    if packed.ndim > 1:
+        unique, counts = np.unique(packed, axis=0, return_counts=True)
+    else:
+        unique, counts = fastremap.unique(packed, return_counts=True)
+    return Tally(unpack(unique), np.asarray(counts, np.int64))
 
 
 def merge_tallies(parts):
