@@ -69,7 +69,8 @@ def stardist_matching(truth, pred, thresh):
     return {"true_positives": tp, "false_positives": fp, "false_negatives": fn,
             "precision": tp / (tp + fp), "recall": tp / (tp + fn),
             "f1": 2 * tp / (2 * tp + fp + fn),
-            "mean_matched_iou": np.mean(list(pairs.values()))}, pairs
+            "mean_matched_iou": np.mean(list(pairs.values())),
+            "panoptic_quality": sum(pairs.values()) / (tp + fp / 2 + fn / 2)}, pairs
 
 
 @pytest.mark.parametrize("thresh, jobs", [(0.5, 1), (0.7, 2), (1.0, 1)])
@@ -118,7 +119,8 @@ def test_known_objects(data, cli, tmp_path):
         "prediction": "compare_pred.ome.tif", "truth": "objects_labels.ome.tif",
         "iou_threshold": 0.5, "true_objects": 4, "predicted_objects": 4, "true_positives": 3,
         "false_positives": 1, "false_negatives": 1, "precision": 0.75, "recall": 0.75,
-        "f1": 0.75, "mean_matched_iou": pytest.approx(2.25 / 3), "count_error": 0,
+        "f1": 0.75, "mean_matched_iou": pytest.approx(2.25 / 3),
+        "panoptic_quality": pytest.approx(2.25 / 4), "count_error": 0,
         "relative_count_error": 0.0, "dice": pytest.approx(288 / 352),
         "iou": pytest.approx(144 / 208), "true_voxels": 198, "predicted_voxels": 154,
         "overlap_voxels": 144}
@@ -159,12 +161,12 @@ def test_empty_ground_truth(data, cli, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "has no object" in result.stdout
     line = out.read_text().splitlines()[1].split("\t")
-    assert line[2:] == ["0.5", "0", "4", "0", "4", "0", "0", "n/a", "0", "n/a", "4", "n/a",
-                        "0", "0", "0", "198", "0"]
+    assert line[2:] == ["0.5", "0", "4", "0", "4", "0", "0", "n/a", "0", "n/a", "0", "4",
+                        "n/a", "0", "0", "0", "198", "0"]
     result = cli("compare", data("objects_empty.ome.tif"), data("objects_empty.ome.tif"), "-o", out)
     assert result.returncode == 0, result.stderr
     line = out.read_text().splitlines()[1].split("\t")
-    assert line[8:16] == ["n/a"] * 4 + ["0", "n/a", "n/a", "n/a"]
+    assert line[8:17] == ["n/a"] * 5 + ["0", "n/a", "n/a", "n/a"]
 
 
 @pytest.mark.parametrize("inputs_, message", [

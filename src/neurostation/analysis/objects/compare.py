@@ -28,8 +28,8 @@ def add_parser(subparsers):
         "--per-label, of each label value (for class images). Object level: a predicted and a "
         "true object match when their IoU is at least --iou-threshold (0.5 to 1; each object "
         "matches once), giving true positives, false positives (unmatched predictions), false "
-        "negatives (unmatched truths), precision, recall, F1 and the mean IoU of the matches, "
-        "as StarDist's `matching` defines them; count error = predicted - true objects. Ratios "
+        "negatives (unmatched truths), precision, recall, F1, the mean IoU of the matches and "
+        "the panoptic quality, as StarDist's `matching` defines them; count error = predicted - true objects. Ratios "
         "whose denominator is 0 (e.g. recall of an empty ground truth) are n/a. Read box by "
         "box: memory is one box plus one row per overlapping pair of objects.",
         epilog="example: neurostation compare predicted.ome.tif truth.ome.tif -o metrics.tsv "
@@ -73,6 +73,7 @@ def metrics_row(o, chosen, threshold, names):
     tp = len(chosen)
     n_pred, n_truth = len(o.pred), len(o.truth)
     fp, fn = n_pred - tp, n_truth - tp
+    matched_iou = float(o.pair_iou[chosen].sum())
     inter = int(o.pair_overlap.sum())
     vp, vt = int(o.pred_size.sum()), int(o.truth_size.sum())
     return pd.DataFrame([{
@@ -81,7 +82,8 @@ def metrics_row(o, chosen, threshold, names):
         "true_positives": tp, "false_positives": fp, "false_negatives": fn,
         "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
         "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "mean_matched_iou": o.pair_iou[chosen].mean() if tp else np.nan,
+        "mean_matched_iou": ratio(matched_iou, tp),
+        "panoptic_quality": ratio(matched_iou, tp + fp / 2 + fn / 2),
         "count_error": n_pred - n_truth, "relative_count_error": ratio(n_pred - n_truth, n_truth),
         "dice": ratio(2 * inter, vp + vt), "iou": ratio(inter, vp + vt - inter),
         "true_voxels": vt, "predicted_voxels": vp, "overlap_voxels": inter}])
