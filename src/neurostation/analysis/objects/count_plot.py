@@ -17,7 +17,7 @@ def plot_counts(path, table, volumes, unit, min_size=None):
     fig, canvas = new_figure()
     width = 1 - (LEFT + RIGHT) / WIDTH
     bars = fig.add_axes([LEFT / WIDTH, 1 - 380 / HEIGHT, width, 330 / HEIGHT])
-    boxes = fig.add_axes([LEFT / WIDTH, 1 - 790 / HEIGHT, width, 340 / HEIGHT], sharex=bars)
+    boxes = fig.add_axes([LEFT / WIDTH, 1 - 740 / HEIGHT, width, 300 / HEIGHT], sharex=bars)
     x = np.arange(len(table))
     counts = table["objects"].to_numpy()
     drawn = bars.bar(x, counts, width=0.6, color=BAR_COLOUR)
@@ -38,7 +38,10 @@ def plot_counts(path, table, volumes, unit, min_size=None):
         boxes.set_yscale("log")
         plain = FuncFormatter(lambda v, _: f"{v:g}")
         boxes.yaxis.set_major_formatter(plain)
-        boxes.yaxis.set_minor_formatter(plain)
+        every = np.concatenate([volumes[i] for i in filled])
+        few = every.max() < 10 * every.min()  # less than a decade: label 2, 3, 5 x 10^n too
+        boxes.yaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if few and f"{v:.0e}"[0] in "235" else ""))
     boxes.set_ylabel(f"object volume ({unit.replace('um', 'µm')}³, log)")
     boxes.set_xticks(x, table["sample"], rotation=30 if len(x) > 4 else 0, ha="right"
                      if len(x) > 4 else "center", fontsize=8)
