@@ -12,7 +12,7 @@ import pandas as pd
 
 from ...chunks.pool import resolve_jobs
 from ...io.outputs import staged
-from ...processing.label import parse_min_size
+from ...processing.label import min_voxels, parse_min_size
 from ...units import convert
 from ..fmri.tables import write_frame
 from .count_plot import plot_counts
@@ -54,16 +54,6 @@ class _BoxLabels:
         return box_tally(labels[labels != 0])
 
 
-def min_voxels(size, spacing, unit):
-    """The smallest object counted in voxels (a volume rounds up to whole voxels); 0 = all."""
-    if size is None:
-        return 0
-    kind, value = size
-    if kind == "nm3":
-        value = value / math.prod(convert(spacing, unit, "nm")) * (1 - 1e-12)
-    return math.ceil(value)
-
-
 def count_row(name, source, sizes, smallest, spacing, unit):
     """One row of the count table from the voxel counts per label (`sizes`)."""
     voxel = float(np.prod(spacing))
@@ -87,7 +77,7 @@ def run(args):
         for name, path, _ in samples:
             labels = open_labels(path, workdir, name)
             spacing = voxel_size(labels, args.voxel_size, args.unit)
-            smallest = min_voxels(size, spacing, args.unit)
+            smallest = min_voxels(size, convert(spacing, args.unit, "nm"), True)
             tally = tally_volume(_BoxLabels(labels), labels, jobs, f"counting {name}")
             row, kept = count_row(name, labels, tally.counts, smallest, spacing, args.unit)
             rows.append(row)
