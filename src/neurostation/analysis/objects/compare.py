@@ -9,11 +9,11 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from ...chunks.pool import resolve_jobs
+from ...chunks.pool import add_parallel_arguments, resolve_jobs
 from ...errors import UserError
 from ...io.outputs import staged
 from ..fmri.tables import write_frame
-from .inputs import add_jobs, open_labels, read_labels
+from .inputs import open_labels, read_labels
 from .overlaps import best_partners, match, overlaps
 from .tally import box_tally, tally_volume
 
@@ -46,7 +46,7 @@ def add_parser(subparsers):
                    help="IoU at which objects match, 0.5 to 1 (default 0.5)")
     p.add_argument("--name", help="name of the label image in the table (default: file name)")
     p.add_argument("--truth-name", help="name of the ground truth (default: file name)")
-    add_jobs(p)
+    add_parallel_arguments(p)
     p.set_defaults(func=run)
     return p
 
