@@ -3,7 +3,6 @@ above the object volumes per sample as box plots on a log scale, samples in the 
 an RGB PNG of the QC picture's size (matplotlib Agg)."""
 
 import numpy as np
-from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ...visualize.figure import HEIGHT, SIDE, WIDTH, add_caption, new_figure, save_rgb
 
@@ -14,6 +13,8 @@ LEFT, RIGHT = SIDE + 70, SIDE  # px around the axes (room for the y labels)
 
 def plot_counts(path, table, volumes, unit, min_size=None):
     """Draw `table` (sample, objects) and `volumes` (object volumes in `unit`³ per sample)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator  # only when a plot is drawn
+
     fig, canvas = new_figure()
     width = 1 - (LEFT + RIGHT) / WIDTH
     bars = fig.add_axes([LEFT / WIDTH, 1 - 380 / HEIGHT, width, 330 / HEIGHT])
