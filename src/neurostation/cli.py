@@ -20,6 +20,7 @@ COMMANDS = {
     "info": "storage.info", "cutout": "storage.cutout", "pyramid": "storage.pyramid",
     "register": "processing.register", "filter": "processing.filter",
     "label": "processing.label", "threshold": "processing.threshold",
+    "predict": "processing.predict", "blobs": "processing.blobs",
     "fmri-timeseries": "analysis.fmri.timeseries", "connectivity": "analysis.fmri.connectivity",
     "graph-metrics": "analysis.fmri.graph", "decompose": "analysis.fmri.decompose",
     "seed-map": "analysis.fmri.seedmap",
