@@ -212,6 +212,7 @@ def main():
     make_nuclei_data(out)
     make_predict_data(out)
     make_blobs_data(out)
+    make_split_data(out)
 
 
 def write_ome(path, zyx, voxel_um):
@@ -336,6 +337,23 @@ def make_blobs_data(out):
     cells[2:10, 4:28, 24:36] = 2
     cells[2:10, 20:28, 4:18] = 3
     write_ome(out("blobs_cells.ome.tif"), cells, (0.5, 0.5, 1.0))
+
+
+def make_split_data(out):
+    """Inputs of local thresholds and `label --split` (0.5 x 0.5 x 1 µm voxels):
+    threshold_ramp: a 48 x 32 x 4 uint8 image lit unevenly (30 + 3 x along x) with six 4 x 4
+    spots 40 brighter in planes 1-2, where one global threshold cannot find them all;
+    split_spheres: a 40 x 28 x 12 mask of two overlapping balls of radius 3 µm, centres 4.5 µm
+    apart along x (one object, two once split), and a ball of radius 2.5 µm apart (never split)."""
+    z, y, x = np.indices((4, 32, 48))
+    image = 30 + 3 * x
+    for cx, cy in ((4, 6), (14, 20), (22, 8), (30, 24), (38, 10), (43, 22)):
+        image[1:3, cy:cy + 4, cx:cx + 4] += 40
+    write_ome(out("threshold_ramp.ome.tif"), image.astype(np.uint8), (0.5, 0.5, 1.0))
+    z, y, x = np.indices((12, 28, 40)) * np.array([1.0, 0.5, 0.5])[:, None, None, None]
+    ball = lambda cx, cy, cz, r: (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= r * r  # noqa: E731
+    mask = ball(5.0, 6.0, 6.0, 3.0) | ball(9.5, 6.0, 6.0, 3.0) | ball(16.0, 8.0, 6.0, 2.5)
+    write_ome(out("split_spheres.ome.tif"), mask.astype(np.uint8), (0.5, 0.5, 1.0))
 
 
 if __name__ == "__main__":
