@@ -209,6 +209,7 @@ def main():
     make_qc_data(out)
     make_objects_data(out)
     make_label_data(out)
+    make_compare_data(out)
     make_nuclei_data(out)
     make_predict_data(out)
     make_blobs_data(out)
@@ -273,6 +274,20 @@ def make_label_data(out):
     mask[:, 12:16, 14:20] = 1
     mask[4, 5, 15] = 1
     write_ome(out("label_mask.ome.tif"), mask, (0.5, 0.5, 1.0))
+
+
+def make_compare_data(out):
+    """A prediction to compare with objects_labels (the ground truth), numbered differently:
+    10 = truth 1 exactly (IoU 1); 11 = truth 2 shifted one voxel in x (x 7-10: IoU 12/24 = 0.5);
+    12 = the lower three quarters of truth 3 (z 0-3: IoU 0.75); truth 7 missed; 20 = a false
+    positive of 4 voxels at x 20-22, y 0-2, z 0. At IoU >= 0.5: 3 matches, 1 FP, 1 FN; foreground
+    Dice 288/352, IoU 144/208."""
+    labels = np.zeros((6, 20, 24), np.uint16)
+    labels[1:3, 2:5, 2:6] = 10
+    labels[1:3, 2:5, 7:10] = 11
+    labels[0:3, 10:16, 14:20] = 12
+    labels[0, 0:2, 20:22] = 20
+    write_ome(out("compare_pred.ome.tif"), labels, (0.5, 0.5, 2.0))
 
 
 def make_nuclei_data(out):

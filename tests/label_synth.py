@@ -35,3 +35,12 @@ def small_boxes(monkeypatch):
     every few boxes, so merges of merges are exercised too."""
     monkeypatch.setattr(inputs, "box_shape", lambda source: (5, 4, 3))
     monkeypatch.setattr(grouping, "FOLD_ROWS", 50)
+
+
+def assert_refused(result, message, folder):
+    """The CLI run `result` stopped with exit 2 and one `error:` line holding `message`, and
+    left nothing in `folder` (no partial output)."""
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert list(folder.iterdir()) == []

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import tifffile
 from distributed import Client, LocalCluster
-from label_synth import write_ome
+from label_synth import partition, write_ome
 
 from neurostation.analysis.objects import inputs
 from neurostation.cli import main
@@ -105,3 +105,27 @@ def test_malformed_address(tmp_path):
     result = run_cli("measure", labels, "-o", tmp_path / "t.tsv", "--scheduler", "localhost")
     assert error_line(result) == (
         "error: --scheduler must be an address like tcp://HOST:PORT, got 'localhost'")
+
+
+def test_count_and_compare_on_cluster_equal_local(cluster, small_boxes, tmp_path):
+    """count and compare send one task per box to the cluster and write what a local run writes."""
+    address, client = cluster
+    truth = partition((20, 40, 44), 30, seed=8)
+    pred = np.roll(truth, 1, axis=2)
+    paths = [write_ome(tmp_path / f"{n}.ome.tif", a) for n, a in (("pred", pred), ("truth", truth))]
+    runs = {}
+    for where, extra in (("local", ["--jobs", "1"]), ("dask", ["--scheduler", address])):
+        before = finished_tasks(client)
+        counts, metrics = tmp_path / f"counts_{where}.tsv", tmp_path / f"metrics_{where}.tsv"
+        assert main(["count", *paths, "-o", str(counts), *extra]) == 0
+        assert main(["compare", *paths, "-o", str(metrics), *extra]) == 0
+        after = finished_tasks(client)
+        runs[where] = ({n: after[n] - before.get(n, 0) for n in after},
+                       pd.read_csv(counts, sep="\t"), pd.read_csv(metrics, sep="\t"))
+    boxes = 4 * 4 * 4  # 44 x 40 x 20 voxels in 12 x 10 x 6 boxes
+    assert runs["dask"][0]["_BoxLabels"] == 2 * boxes and runs["dask"][0]["_BoxPairs"] == boxes
+    assert not runs["local"][0].get("_BoxLabels")
+    pd.testing.assert_frame_equal(runs["dask"][1], runs["local"][1])
+    pd.testing.assert_frame_equal(runs["dask"][2], runs["local"][2])
+    assert list(runs["local"][1]["objects"]) == [30, 30]
+    assert 0 < runs["local"][2]["true_positives"][0] < 30

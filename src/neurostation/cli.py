@@ -27,6 +27,7 @@ COMMANDS = {
     "seed-map": "analysis.fmri.seedmap",
     "measure": "analysis.objects.measure", "adjacency": "analysis.objects.adjacency",
     "classify-objects": "analysis.objects.classify_objects",
+    "count": "analysis.objects.count", "compare": "analysis.objects.compare",
     "view": "visualize.view", "qc": "visualize.qc",
 }
 

@@ -12,6 +12,14 @@ from ...visualize.sources import open_volume_source
 BOX_VOXELS = 1 << 20
 
 
+def add_samples(p, what):
+    """The label volumes of a collection: inputs, -o (the `what` table) and --names."""
+    p.add_argument("inputs", nargs="+", metavar="LABELS", help="label volume(s)")
+    p.add_argument("-o", "--output", required=True, help=f"the {what} table (TSV) to write")
+    p.add_argument("--names", nargs="+", metavar="NAME",
+                   help="sample names of the inputs (default: their file names)")
+
+
 def add_common_options(p):
     """--voxel-size, --unit, --jobs and --scheduler, shared by measure and adjacency."""
     p.add_argument("--unit", default="um", choices=sorted(UNIT_NM),

@@ -20,7 +20,7 @@ from ...io.outputs import staged
 from ...io.sources import natural_key
 from ..fmri.tables import write_frame
 from .grouping import Batches
-from .inputs import (add_common_options, label_boxes, open_intensity, open_labels, read_labels,
+from .inputs import (add_common_options, add_samples, label_boxes, open_intensity, open_labels, read_labels,
                      voxel_size)
 from .moments import PAIRS, box_moments, merge_moments
 
@@ -40,12 +40,9 @@ def add_parser(subparsers):
         epilog="example: neurostation measure cells.ome.tif --intensity nuclei.ome.tif "
         "-o objects.tsv --summary summary.tsv",
     )
-    p.add_argument("inputs", nargs="+", metavar="LABELS", help="label volume(s)")
-    p.add_argument("-o", "--output", required=True, help="the object table (TSV) to write")
+    add_samples(p, "object")
     p.add_argument("--summary", help="also write a per-sample summary table (TSV): objects, "
                    "total/mean/median/min/max volume, mean equivalent diameter")
-    p.add_argument("--names", nargs="+", metavar="NAME",
-                   help="sample names of the inputs (default: their file names)")
     p.add_argument("--intensity", nargs="+", metavar="IMAGE",
                    help="intensity image(s) on the same grid, one per label volume")
     p.add_argument("--intensity-names", nargs="+", metavar="NAME",
