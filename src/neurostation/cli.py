@@ -16,14 +16,14 @@ from .ingest import volume as ingest_volume
 from .processing import filter as filter_image
 from .processing import label, register, threshold
 from .storage import cutout, info, pyramid
-from .visualize import qc, view
+from .visualize import mesh, qc, view
 
 # One module per command, in the order of the stages; each has add_parser(subparsers).
 COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
             register, filter_image, label, threshold,
             timeseries, connectivity, graph, decompose, seedmap,
             measure, adjacency,
-            view, qc)
+            view, qc, mesh)
 
 
 class Parser(argparse.ArgumentParser):
