@@ -82,6 +82,13 @@ def test_known_objects(data, cli, tmp_path):
     assert (one.intensity_mean, one.intensity_min, one.intensity_max) == (24.5, 16, 33)
     assert one.intensity_integrated == 24.5 * 24
     assert one.equivalent_diameter_um == pytest.approx((6 * 12 / np.pi) ** (1 / 3))
+    # marching cubes on its 4 x 3 x 2 voxels (0.5 x 0.5 x 2 µm): flat faces 13, edge chamfers
+    # 4 (1.5 + 1) hypot(0.5, 2) / 2 + 4 * 2 hypot(0.5, 0.5) / 2, 8 corner triangles of 0.1795
+    chamfers = 4 * 2.5 * np.hypot(0.5, 2) / 2 + 4 * 2 * np.hypot(0.5, 0.5) / 2
+    corners = 8 * 0.5 * np.linalg.norm(np.cross((-0.25, 0.25, 0), (-0.25, 0, 1)))
+    assert one.surface_area_um2 == pytest.approx(13 + chamfers + corners, rel=1e-10)
+    assert one.sphericity == pytest.approx(np.cbrt(np.pi) * np.cbrt(6 * 12) ** 2
+                                           / one.surface_area_um2, rel=1e-10)
     sums = pd.read_csv(summary, sep="\t")
     assert sums.to_dict("records") == [{
         "sample": "objects_labels.ome.tif", "objects": 4, "total_volume_um3": 99.0,

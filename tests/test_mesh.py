@@ -104,6 +104,20 @@ def test_meshes_equal_marching_cubes_in_memory(labels_file, small_boxes, tmp_pat
     assert np.array_equal(CloudVolume(f"file://{volume}")[:, :, :][..., 0].T, labels)
 
 
+def test_block_area_is_the_analytic_one(labels_file, tmp_path):
+    """Marching cubes on an a x b x c voxel block: flat faces between the outer voxel centres,
+    chamfers along the edges and a triangle at each corner (voxels of 0.5 x 0.5 x 1 µm)."""
+    path, _ = labels_file
+    assert main(["mesh", path, "--export", str(tmp_path / "e"), "--labels", str(BLOCK)]) == 0
+    vertices, faces = read_obj(tmp_path / "e" / f"label_{BLOCK}.obj")
+    (a, b, c), (sx, sy, sz) = (6, 4, 3), np.array(VOXEL_UM) * 1000
+    x, y, z = (a - 1) * sx, (b - 1) * sy, (c - 1) * sz
+    flat = 2 * (x * y + x * z + y * z)
+    edges = 4 * (x * np.hypot(sy, sz) + y * np.hypot(sx, sz) + z * np.hypot(sx, sy)) / 2
+    corner = 0.5 * np.linalg.norm(np.cross((-sx / 2, sy / 2, 0), (-sx / 2, 0, sz / 2)))
+    assert mesh_surface_area(vertices, faces) == pytest.approx(flat + edges + 8 * corner, rel=1e-9)
+
+
 def test_simplified_meshes_still_meet(labels_file, small_boxes, tmp_path):  # noqa: F811
     path, labels = labels_file
     exact, simple = tmp_path / "exact", tmp_path / "simple"
