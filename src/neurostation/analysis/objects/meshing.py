@@ -81,5 +81,5 @@ def surface_areas(cells, origin, spacing):
     (x, y, z): summed over all boxes, an object's marching-cubes surface area."""
     found = [(label, mesh_surface_area(vertices * spacing, faces))
              for label, vertices, faces in box_meshes(cells, origin)]
-    labels = np.array([label for label, _ in found], np.int64)
+    labels = np.array([label for label, _ in found], cells.dtype)  # the moments' label type
     return labels, np.array([area for _, area in found], np.float64)
