@@ -6,8 +6,9 @@ the next voxel up on every axis (a 1-voxel overlap), so the boxes own disjoint s
 that together cover the volume; zeros beyond the volume's faces close objects on its border.
 Two neighbouring boxes compute the vertices on their shared plane from the same two voxels, so
 the pieces meet exactly, and per-box areas add up to the area of the whole object's mesh.
-Meshes are made by zmesh (the mesher of Neuroglancer's igneous pipeline) in voxel units, so
-vertices stay exact half-integers until they are scaled.
+Surfaces are scikit-image's marching cubes (Lewiner, so the areas equal its mesh_surface_area)
+in voxel units, so vertices stay exact half-integers until they are scaled; zmesh (the mesher of
+Neuroglancer's igneous pipeline) simplifies them on request.
 """
 
 import numpy as np
