@@ -1,7 +1,7 @@
 """`neurostation label` on a 512 x 512 x 256 binary volume against cc3d.connected_components and
 skimage.measure.label on the whole array in memory: same partition (and the same numbering as
 cc3d in x-fastest order), time ratios, peak RSS; then the volume 8 times larger (tiled 2x2x2),
-to show that our peak RSS stays flat. Every run is a subprocess measured by run_measured.
+to show that our peak RSS stays flat. Every run is a subprocess measured by measure_run (wall, CPU, peak RSS).
 
     .venv/bin/python benchmarks/bench_label.py [--workdir DIR] [--skip-large]
 """
@@ -18,7 +18,7 @@ import tifffile
 from scipy import ndimage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure import run_measured  # noqa: E402
+from measure import measure_run  # noqa: E402
 
 SHAPE_ZYX = (256, 512, 512)
 PYTHON = sys.executable
@@ -95,18 +95,19 @@ def main():
     rows, results = [], {}
     for kind in ("cc3d", "skimage"):
         out = os.path.join(work, f"{kind}.npy")
-        seconds, peak = run_measured([PYTHON, __file__, "--reference", kind, src, out])
-        rows.append((f"{kind} in memory (read, label, save)", seconds, peak))
+        run = measure_run([PYTHON, __file__, "--reference", kind, src, out])
+        rows.append((f"{kind} in memory (read, label, save)", *run))
         with open(out + ".seconds") as handle:
-            rows.append((f"{kind} in memory (the labelling call alone)", float(handle.read()), 0))
+            call = float(handle.read())
+            rows.append((f"{kind} in memory (the labelling call alone)", call, 0, call))
         results[kind] = out
     ours = {}
     for jobs in (1, 2):
         out = os.path.join(work, f"ours{jobs}")
         shutil.rmtree(out, ignore_errors=True)
-        seconds, peak = run_measured([PYTHON, "-m", "neurostation.cli", "label", src, "-o", out,
-                                      "--jobs", str(jobs)])
-        rows.append((f"ours --jobs {jobs} (precomputed + pyramid)", seconds, peak))
+        run = measure_run([PYTHON, "-m", "neurostation.cli", "label", src, "-o", out,
+                           "--jobs", str(jobs)])
+        rows.append((f"ours --jobs {jobs} (precomputed + pyramid)", *run))
         ours[jobs] = out
     cc = np.load(results["cc3d"])
     sk = np.load(results["skimage"])
@@ -122,13 +123,16 @@ def main():
         write_mask(big, tifffile.imread(src), tiles=2)
         out = os.path.join(work, "ours8")
         shutil.rmtree(out, ignore_errors=True)
-        seconds, peak = run_measured([PYTHON, "-m", "neurostation.cli", "label", big, "-o", out,
-                                      "--jobs", "1"])
-        rows.append(("ours --jobs 1, volume 8x (1024x1024x512)", seconds, peak))
-    base = rows[0][1]
-    print(f"{'run':48} {'seconds':>8} {'x cc3d':>7} {'peak RSS MiB':>13}")
-    for name, seconds, peak in rows:
-        print(f"{name:48} {seconds:8.2f} {seconds / base:7.2f} {peak or float('nan'):13.0f}")
+        run = measure_run([PYTHON, "-m", "neurostation.cli", "label", big, "-o", out,
+                           "--jobs", "1"])
+        rows.append(("ours --jobs 1, volume 8x (1024x1024x512)", *run))
+    base, base_cpu = rows[0][1], rows[0][3]
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(wall times stretch with load; CPU seconds do not)")
+    print(f"{'run':48} {'seconds':>8} {'x cc3d':>7} {'CPU s':>7} {'x cc3d':>7} {'peak RSS MiB':>13}")
+    for name, seconds, peak, cpu in rows:
+        print(f"{name:48} {seconds:8.2f} {seconds / base:7.2f} {cpu:7.2f} {cpu / base_cpu:7.2f} "
+              f"{peak or float('nan'):13.0f}")
     for name, value in checks.items():
         print(f"{name}: {value}")
     if not args.workdir:

@@ -1,15 +1,23 @@
 """What the benchmarks share: timing a command with its peak memory, writing a big NIfTI series."""
 
+import resource
 import subprocess
 import time
+from collections import namedtuple
 
 import nibabel as nib
 import numpy as np
 import psutil
 
 
-def run_measured(cmd):
-    """Wall time and peak RSS (MiB) of a command and all its children, sampled every 20 ms."""
+Measured = namedtuple("Measured", "seconds peak_mib cpu_seconds")
+
+
+def measure_run(cmd):
+    """Wall time, peak RSS (MiB, the command and all its children, sampled every 20 ms) and CPU
+    time (user + system of the whole process tree) of a command. CPU time does not depend on
+    what else loads the machine; wall time does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
@@ -23,7 +31,14 @@ def run_measured(cmd):
     elapsed = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{cmd[:3]} failed: {proc.stderr.read().decode()[-2000:]}")
-    return elapsed, peak / 2**20
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measured(elapsed, peak / 2**20, cpu)
+
+
+def run_measured(cmd):
+    """Wall time and peak RSS (MiB) of a command and all its children (see measure_run)."""
+    return tuple(measure_run(cmd)[:2])
 
 
 def write_nifti_series(path, affine, n_t, volume, tr=None):

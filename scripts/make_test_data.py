@@ -208,6 +208,7 @@ def main():
     make_qc_data(out)
     make_objects_data(out)
     make_label_data(out)
+    make_nuclei_data(out)
 
 
 def write_ome(path, zyx, voxel_um):
@@ -267,6 +268,24 @@ def make_label_data(out):
     mask[:, 12:16, 14:20] = 1
     mask[4, 5, 15] = 1
     write_ome(out("label_mask.ome.tif"), mask, (0.5, 0.5, 1.0))
+
+
+
+def make_nuclei_data(out):
+    """nuclei.ome.tif, the segmentation workflow's input: 80 x 80 x 20 (x, y, z) uint16 at
+    0.5 x 0.5 x 1 µm, six separate round nuclei (radius 3.5 µm) and one touching pair (centres
+    5.5 µm apart, so one connected object until split) on a noisy background: 7 objects after
+    labelling, 8 after the watershed split."""
+    z, y, x = np.mgrid[:20, :80, :80]
+    centres = [(14, 14, 10), (40, 13, 9), (66, 15, 11), (14, 66, 10), (40, 64, 10), (66, 66, 9),
+               (29, 40, 10), (40, 40, 10)]  # (x, y, z) voxels; the last two touch
+    image = np.zeros(z.shape)
+    for cx, cy, cz in centres:
+        r2 = ((x - cx) * 0.5) ** 2 + ((y - cy) * 0.5) ** 2 + (z - cz) ** 2  # µm²
+        image = np.maximum(image, 1000 / (1 + np.exp((np.sqrt(r2) - 3.5) / 0.4)))
+    noise = np.random.default_rng(11).normal(100, 25, z.shape)
+    write_ome(out("nuclei.ome.tif"), np.clip(image + noise, 0, None).astype(np.uint16),
+              (0.5, 0.5, 1.0))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 from . import __version__
 from .analysis.fmri import connectivity, decompose, graph, seedmap, timeseries
 from .analysis.objects import adjacency, measure
+from .chunks.pool import use_scheduler
 from .errors import UserError
 from .ingest import align, stitch
 from .ingest import volume as ingest_volume
@@ -54,6 +55,7 @@ def main(argv=None):
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
+        use_scheduler(getattr(args, "scheduler", None))
         args.func(args)
     except UserError as exc:
         message = " ".join(str(exc).split())  # always exactly one line

@@ -13,7 +13,7 @@ import numpy as np
 import tifffile
 
 from ..chunks.boxes import Box
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.detect import detect_format
 from ..io.sources import TiffStack, natural_key
@@ -57,9 +57,7 @@ def add_parser(subparsers):
     p.add_argument("--max-rotation", type=float, default=30.0, metavar="DEG",
                    help="largest rotation between neighbouring sections, in degrees, up to "
                    "180 (default 30)")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes for the section pairs (default: GALAXY_SLOTS, "
-                   "else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run)
     return p
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import tifffile
 
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.detect import detect_format
 from ..io.precomputed import ENCODINGS, check_writable, to_url
@@ -103,9 +103,7 @@ def add_parser(subparsers):
                    "fit in one chunk)")
     p.add_argument("--reference", metavar="JSON",
                    help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
-    p.add_argument("--jobs", type=int, default=0, metavar="N",
-                   help="parallel processes for the tile pairs and the volume's boxes "
-                   "(default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="image")
     return p
 

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from ..chunks.pool import resolve_jobs
+from ..chunks.pool import add_parallel_arguments, resolve_jobs
 from ..errors import UserError
 from ..io.precomputed import ENCODINGS, check_encoding, create_volume, to_url
 from ..io.sources import open_source, workdir
@@ -54,8 +54,7 @@ def add_parser(subparsers):
                    "compressed_segmentation (uint32/uint64 labels)")
     p.add_argument("--levels", type=int, help="number of downsampled scales (default: until "
                    "x and y fit in one chunk)")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.add_argument("--reference", help="also write a JSON reference {\"url\": ...} to the volume here")
     p.set_defaults(func=run)
     return p

@@ -28,7 +28,9 @@ class _Complaints(logging.Handler):
 
 @contextlib.contextmanager
 def open_tiff(path, check=True):
-    """Open a TIFF; a damaged or truncated file becomes a one-line UserError."""
+    """Open a TIFF; a damaged or truncated file becomes a one-line UserError. `check=False`
+    skips the look at every page's data offsets — for files already checked once (describe_tiff),
+    so that reading a box does not parse all the stack's page headers again."""
     name = os.path.basename(path)
     logger = logging.getLogger("tifffile")
     complaints = _Complaints()
@@ -42,7 +44,7 @@ def open_tiff(path, check=True):
             raise UserError(f"cannot read TIFF {name}: {exc}") from None
         with tif:
             size = os.path.getsize(path)
-            for page in (p for s in series for p in s.pages if p is not None):
+            for page in (p for s in series if check for p in s.pages if p is not None):
                 ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
                 if ends and max(ends) > size:
                     complaints.messages.append("pixel data runs past the end of the file")

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from ..chunks.boxes import Box
 from ..chunks.halo import BORDER_MODES, HaloSource, footprint_halo, sigma_halo
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
 from ..ingest.volume import check_storable, write_reference, write_volume
@@ -73,8 +73,7 @@ def add_parser(subparsers):
     p.add_argument("--levels", type=int, help="precomputed: number of downsampled scales")
     p.add_argument("--reference", metavar="JSON",
                    help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="image")
     return p
 

@@ -11,7 +11,7 @@ import tempfile
 
 import numpy as np
 
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import output_format
 from ..ingest.volume import DTYPES, check_storable, plan_volume, write_reference, write_volume
@@ -77,8 +77,7 @@ def add_parser(subparsers):
                    "in one chunk)")
     p.add_argument("--reference", metavar="JSON",
                    help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
-    p.add_argument("--jobs", type=int, default=0, metavar="N",
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="segmentation")
     return p
 

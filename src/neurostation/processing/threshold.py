@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 
 from ..chunks.boxes import plan_boxes
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
 from ..io.outputs import staged_file
@@ -51,8 +51,7 @@ def add_parser(subparsers):
     p.add_argument("--levels", type=int, help="precomputed: number of downsampled scales")
     p.add_argument("--reference", metavar="JSON",
                    help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="segmentation", encoding="raw")
     return p
 

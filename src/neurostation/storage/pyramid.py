@@ -1,7 +1,7 @@
 """`neurostation pyramid`: add the missing resolution scales to a volume, or copy it into a
 new volume with another chunk size or encoding, pyramid included (e.g. raw -> jpeg to view)."""
 
-from ..chunks.pool import resolve_jobs
+from ..chunks.pool import add_parallel_arguments, resolve_jobs
 from ..errors import UserError
 from ..io.precomputed import (ENCODINGS, check_encoding, create_volume, open_complete, read_record,
                               resolve_volume, to_url)
@@ -24,7 +24,7 @@ def add_parser(subparsers):
     p.add_argument("--chunk-size", help="X,Y,Z chunk size of the new volume (default: the source's)")
     p.add_argument("--encoding", choices=ENCODINGS, help="encoding of the new volume (default: the source's)")
     p.add_argument("--levels", type=int, help="number of downsampled scales (default: until x and y fit one chunk)")
-    p.add_argument("--jobs", type=int, default=0, help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run)
     return p
 

@@ -6,7 +6,7 @@ the picture), so they may be larger than memory."""
 import shutil
 import tempfile
 
-from ..chunks.pool import resolve_jobs
+from ..chunks.pool import add_parallel_arguments, resolve_jobs
 from ..errors import UserError
 from ..io.outputs import staged_file
 from .figure import HEIGHT, WIDTH
@@ -62,8 +62,7 @@ def add_parser(subparsers):
                    "(default 0)")
     p.add_argument("--mip", type=int, default=0, help="scale of a precomputed volume to read "
                    "(0 = full resolution, the default)")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run)
     return p
 

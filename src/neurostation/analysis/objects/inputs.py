@@ -2,6 +2,7 @@
 viewer's readers, checked (integer labels, one channel, same shape), voxel size resolved,
 and tiled into boxes small enough to hold with their temporaries."""
 
+from ...chunks.pool import add_parallel_arguments
 from ...errors import UserError
 from ...units import UNIT_NM, convert, normalize_unit, parse_xyz
 from ...visualize.project import box_size, region_boxes
@@ -12,13 +13,12 @@ BOX_VOXELS = 1 << 20
 
 
 def add_common_options(p):
-    """--voxel-size, --unit and --jobs, shared by measure and adjacency."""
+    """--voxel-size, --unit, --jobs and --scheduler, shared by measure and adjacency."""
     p.add_argument("--unit", default="um", choices=sorted(UNIT_NM),
                    help="length unit of the physical columns (default um)")
     p.add_argument("--voxel-size", metavar="X,Y,Z",
                    help="voxel size in --unit, for inputs that record none (overrides the file's)")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
 
 
 def open_labels(path, workdir, name=None):
