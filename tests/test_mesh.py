@@ -209,3 +209,20 @@ def test_output_folder_not_empty(data, cli, tmp_path):
     assert result.returncode == 2
     assert "exists and is not an empty folder" in result.stderr
     assert os.listdir(tmp_path / "out") == ["keep.txt"]
+
+
+def test_on_a_dask_cluster_equals_local(labels_file, small_boxes, tmp_path):  # noqa: F811
+    """--scheduler: the boxes run on a Dask cluster on loopback; every fragment file equals the
+    local run's byte for byte."""
+    from distributed import LocalCluster
+
+    path, _ = labels_file
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    assert main(["mesh", path, "-o", str(local), "--jobs", "1"]) == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        assert main(["mesh", path, "-o", str(remote), "--scheduler", cluster.scheduler_address]) == 0
+    names = sorted(os.listdir(local / "mesh"))
+    assert names == sorted(os.listdir(remote / "mesh")) and len(names) > 40
+    for name in names:
+        assert (local / "mesh" / name).read_bytes() == (remote / "mesh" / name).read_bytes(), name

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..analysis.objects.inputs import label_boxes, open_labels
 from ..analysis.objects.meshing import box_meshes, read_cells
-from ..chunks.pool import resolve_jobs, run_tasks
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.volume import write_volume
 from ..io.detect import detect_format
@@ -58,8 +58,7 @@ def add_parser(subparsers):
                    help="voxel size for files that record none (precomputed volumes keep theirs)")
     p.add_argument("--voxel-unit", default="nm", choices=sorted(UNIT_NM),
                    help="unit of --voxel-size (default nm)")
-    p.add_argument("--jobs", type=int, default=0, metavar="N",
-                   help="parallel processes (default: GALAXY_SLOTS, else 1)")
+    add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="segmentation", chunk_size=None, levels=None,
                    encoding="raw")
     return p
@@ -201,6 +200,8 @@ def run(args):
             for label, name, count in found:
                 fragments.setdefault(label, []).append(name)
                 triangles += count
+        for names in fragments.values():
+            names.sort()  # boxes end in any order; files do not depend on it
         if not fragments:
             raise UserError(f"{source.name} holds no object (every voxel is 0): nothing to mesh")
         missing = sorted((wanted or set()) - fragments.keys())
