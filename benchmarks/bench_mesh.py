@@ -5,7 +5,7 @@ box padded by 1 (what a script does; the surface ours must equal), and zmesh mes
 label of the whole array at once (igneous' mesher, in memory). Ours: the precomputed
 segmentation with meshes, --jobs 1 and 2. Each is a separate process, timed with its peak RSS;
 two volume sizes show whether memory stays flat. The total surface area of our fragments is
-checked against scikit-image's. Prints seconds, MiB and ratios.
+checked against scikit-image's. Prints wall and CPU seconds, MiB and CPU ratios.
 
 Run: .venv/bin/python benchmarks/bench_mesh.py   (a few minutes on 2 cores)
 """
@@ -22,7 +22,7 @@ import tifffile
 from scipy import ndimage
 from skimage.measure import mesh_surface_area
 
-from measure import run_measured
+from measure import measure_run
 from neurostation.visualize.mesh_files import decode_fragment
 
 VOXEL_NM = (500.0, 500.0, 1000.0)
@@ -95,22 +95,26 @@ def main():
                 runs[f"ours --jobs {jobs}"] = [sys.executable, "-m", "neurostation.cli", "mesh",
                                                labels, "-o", os.path.join(tmp, f"vol{jobs}"),
                                                "--jobs", jobs]
-            times = {name: run_measured(cmd) for name, cmd in runs.items()}
+            times = {name: measure_run(cmd) for name, cmd in runs.items()}
             reference = json.load(open(os.path.join(tmp, "skimage.json")))
             for jobs in ("1", "2"):
                 area, triangles = fragments_area(os.path.join(tmp, f"vol{jobs}"))
                 assert triangles == reference["triangles"], (triangles, reference)
                 assert abs(area / reference["area"] - 1) < 1e-6, (area, reference["area"])
-            base = times["skimage in memory"][0]
-            for name, (seconds, mib) in times.items():
-                rows.append((f"256x256x{depth}", count, name, seconds, mib, seconds / base))
+            base = times["skimage in memory"]
+            for name, (seconds, mib, cpu) in times.items():
+                rows.append((f"256x256x{depth}", count, name, seconds, mib, cpu,
+                             cpu / base.cpu_seconds))
             for jobs in ("1", "2"):
                 shutil.rmtree(os.path.join(tmp, f"vol{jobs}"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{'volume':<12}{'objects':>8}  {'run':<20}{'seconds':>9}{'MiB':>8}{'x skimage':>11}")
-    for volume, count, name, seconds, mib, ratio in rows:
-        print(f"{volume:<12}{count:>8}  {name:<20}{seconds:>9.1f}{mib:>8.0f}{ratio:>11.2f}")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(wall times stretch with load; CPU seconds do not)")
+    print(f"{'volume':<12}{'objects':>8}  {'run':<20}{'wall s':>8}{'MiB':>7}{'CPU s':>8}"
+          f"{'CPU x skimage':>15}")
+    for volume, count, name, seconds, mib, cpu, ratio in rows:
+        print(f"{volume:<12}{count:>8}  {name:<20}{seconds:>8.1f}{mib:>7.0f}{cpu:>8.1f}{ratio:>15.2f}")
     print("ours: same triangles as scikit-image, total area equal to 1e-6 (float32 files)")
 
 

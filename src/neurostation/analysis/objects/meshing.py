@@ -11,6 +11,7 @@ in voxel units, so vertices stay exact half-integers until they are scaled; zmes
 Neuroglancer's igneous pipeline) simplifies them on request.
 """
 
+import fastremap
 import numpy as np
 import zmesh
 from scipy import ndimage
@@ -44,12 +45,11 @@ def box_meshes(cells, origin, reduction=0, only=None):
     shared cell faces, hence across boxes). `reduction` > 1 simplifies to about 1/reduction
     of the triangles (see simplify) keeping the open rims on the box faces, so the pieces
     still meet."""
-    ids, compact = np.unique(cells, return_inverse=True)  # small numbers for find_objects
-    shift = int(ids[0] != 0)  # compact value v > 0 is label ids[v - shift]; 0 the background
-    compact = compact.reshape(cells.shape) + shift
+    compact, numbers = fastremap.renumber(cells, preserve_zero=True)  # 1..n for find_objects
+    labels = {int(new): int(old) for old, new in numbers.items() if new}
     for value, found in enumerate(ndimage.find_objects(compact), start=1):
-        label = int(ids[value - shift])
-        if found is None or (only is not None and label not in only):
+        label = labels[value] if found is not None else None
+        if label is None or (only is not None and label not in only):
             continue
         # the label's voxels and one more around them (clipped to the cells of this box)
         window = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
