@@ -226,3 +226,19 @@ def test_on_a_dask_cluster_equals_local(labels_file, small_boxes, tmp_path):  # 
     assert names == sorted(os.listdir(remote / "mesh")) and len(names) > 40
     for name in names:
         assert (local / "mesh" / name).read_bytes() == (remote / "mesh" / name).read_bytes(), name
+
+
+def test_json_reference_input_is_written_anew(data, tmp_path):
+    """A volume given by URL (a JSON reference) is written as a new segmentation with the
+    meshes: same labels, and the meshes of labels_vol's three 6 x 12 x 4 voxel blocks."""
+    reference = tmp_path / "ref.json"
+    reference.write_text(json.dumps({"url": f"file://{data('labels_vol')}"}))
+    out = tmp_path / "out"
+    assert main(["mesh", str(reference), "-o", str(out)]) == 0
+    source = CloudVolume(f"file://{data('labels_vol')}")[:, :, :]
+    assert np.array_equal(CloudVolume(f"file://{out}")[:, :, :], source)
+    for label in (1, 2, 3):
+        (vertices, faces), _ = read_legacy(out, label)
+        assert (edge_uses(faces) == 2).all()
+        low = np.argwhere(source[..., 0] == label).min(axis=0) * (250, 250, 1000)
+        assert np.allclose(vertices.min(axis=0), low)
