@@ -191,6 +191,7 @@ def test_precomputed_input_keeps_its_offset(small_boxes, tmp_path):  # noqa: F81
     (["objects_labels.ome.tif"], "nothing to write"),
     (["objects_labels.ome.tif", "-o", "{out}", "--reduction", "-1"], "--reduction must be 0"),
     (["labels_vol", "-o", "{out}", "--voxel-size", "1,1,1"], "--voxel-size is for files"),
+    (["labels_vol", "-o", "{out}/deeper/vol"], "its parent folder does not exist"),
 ])
 def test_bad_input(data, cli, tmp_path, args, message):
     out = tmp_path / "out"

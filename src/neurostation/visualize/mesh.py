@@ -106,6 +106,8 @@ def check_target(path, option):
         raise UserError(f"{option} takes a local folder; {path} is a URL")
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise UserError(f"{option} {path} exists and is not an empty folder; give a new one")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise UserError(f"{option} {path}: its parent folder does not exist")
 
 
 def check_args(args):
@@ -179,7 +181,7 @@ def publish(temp, target):
     """Move a finished folder to its place (an empty folder there is replaced)."""
     if os.path.isdir(target):
         os.rmdir(target)
-    os.replace(temp, target)
+    shutil.move(temp, target)
 
 
 def run(args):
