@@ -209,6 +209,8 @@ def main():
     make_objects_data(out)
     make_label_data(out)
     make_nuclei_data(out)
+    make_predict_data(out)
+    make_blobs_data(out)
 
 
 def write_ome(path, zyx, voxel_um):
@@ -270,7 +272,6 @@ def make_label_data(out):
     write_ome(out("label_mask.ome.tif"), mask, (0.5, 0.5, 1.0))
 
 
-
 def make_nuclei_data(out):
     """nuclei.ome.tif, the segmentation workflow's input: 80 x 80 x 20 (x, y, z) uint16 at
     0.5 x 0.5 x 1 µm, six separate round nuclei (radius 3.5 µm) and one touching pair (centres
@@ -286,6 +287,40 @@ def make_nuclei_data(out):
     noise = np.random.default_rng(11).normal(100, 25, z.shape)
     write_ome(out("nuclei.ome.tif"), np.clip(image + noise, 0, None).astype(np.uint16),
               (0.5, 0.5, 1.0))
+
+
+def _test_helpers():
+    """Make the helpers in tests/ (model and spot builders) importable."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+
+def make_predict_data(out):
+    """Model of `predict`: predict_conv3d.onnx, a 3x3x3 mean filter minus 100 then a sigmoid,
+    fixed input 1 x 1 x 8 x 8 x 8 (built with the onnx package): on qc_blob.ome.tif (a 200 cube
+    on 10) near 1 where the 3x3x3 mean exceeds 100, near 0 elsewhere."""
+    _test_helpers()
+    from onnx_models import conv_sigmoid_3d
+
+    conv_sigmoid_3d(out("predict_conv3d.onnx"), np.full((3, 3, 3), 1 / 27), -100.0,
+                    shape=(1, 1, 8, 8, 8))
+
+
+def make_blobs_data(out):
+    """Inputs of `blobs`: blobs_image.ome.tif, 40 x 32 x 12 voxels of 0.5 x 0.5 x 1 µm (uint16),
+    five gaussian spots of sigma 1.5 voxels on noise: three in cell 1 (x 4-18, y 4-16, z 2-10),
+    one in cell 2 (x 24-36, y 4-28, z 2-10), one outside (x 10, y 18, z 6); blobs_cells.ome.tif
+    the cells and cell 3 (x 4-18, y 20-28, z 2-10) with no spot."""
+    _test_helpers()
+    from spot_synth import spots_volume
+
+    centres = [(5, 8, 8), (6, 12, 14), (8, 7, 15), (6, 16, 30), (6, 18, 10)]  # z, y, x
+    write_ome(out("blobs_image.ome.tif"), spots_volume((12, 32, 40), centres, 1.5, noise=500),
+              (0.5, 0.5, 1.0))
+    cells = np.zeros((12, 32, 40), np.uint16)
+    cells[2:10, 4:16, 4:18] = 1
+    cells[2:10, 4:28, 24:36] = 2
+    cells[2:10, 20:28, 4:18] = 3
+    write_ome(out("blobs_cells.ome.tif"), cells, (0.5, 0.5, 1.0))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,21 @@ def _command_names():
 
 
 def test_every_command_is_registered():
-    assert len(_command_names()) == len(COMMANDS)
+    assert _command_names() == sorted(COMMANDS)
+
+
+def test_a_command_imports_only_its_own_module(data):
+    """`info` runs without loading the fMRI, object or viewer commands and their libraries."""
+    code = ("import sys\nfrom neurostation.cli import main\n"
+            f"assert main(['info', {data('stack.ome.tif')!r}]) == 0\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith(('neurostation.', "
+            "'nilearn', 'networkx', 'pandas')))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()
+    assert "neurostation.storage.info" in loaded
+    assert not [m for m in loaded if m.startswith(("neurostation.analysis", "neurostation.visualize",
+                                                   "nilearn", "networkx", "pandas"))], loaded
 
 
 @pytest.mark.parametrize("command", _command_names())

@@ -5,26 +5,29 @@ keeps its traceback (exit 1).
 """
 
 import argparse
+import importlib
 import sys
 
 from . import __version__
-from .analysis.fmri import connectivity, decompose, graph, seedmap, timeseries
-from .analysis.objects import adjacency, measure
 from .chunks.pool import use_scheduler
 from .errors import UserError
-from .ingest import align, stitch
-from .ingest import volume as ingest_volume
-from .processing import filter as filter_image
-from .processing import label, register, threshold
-from .storage import cutout, info, pyramid
-from .visualize import mesh, qc, view
 
-# One module per command, in the order of the stages; each has add_parser(subparsers).
-COMMANDS = (ingest_volume, stitch, align, info, cutout, pyramid,
-            register, filter_image, label, threshold,
-            timeseries, connectivity, graph, decompose, seedmap,
-            measure, adjacency,
-            view, qc, mesh)
+# Every command and the module defining it (add_parser, run), in the order of the stages. Only
+# the module of the command being run is imported, so a command does not pay for loading every
+# library of the suite; the full list is built for the overview help.
+COMMANDS = {
+    "ingest": "ingest.volume", "stitch": "ingest.stitch", "align": "ingest.align",
+    "info": "storage.info", "cutout": "storage.cutout", "pyramid": "storage.pyramid",
+    "register": "processing.register", "filter": "processing.filter",
+    "label": "processing.label", "threshold": "processing.threshold",
+    "predict": "processing.predict", "blobs": "processing.blobs",
+    "fmri-timeseries": "analysis.fmri.timeseries", "connectivity": "analysis.fmri.connectivity",
+    "graph-metrics": "analysis.fmri.graph", "decompose": "analysis.fmri.decompose",
+    "seed-map": "analysis.fmri.seedmap",
+    "measure": "analysis.objects.measure", "adjacency": "analysis.objects.adjacency",
+    "view": "visualize.view", "qc": "visualize.qc",
+    "mesh": "visualize.mesh",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,7 +37,10 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser():
+def build_parser(argv=None):
+    """The parser of every command, or only of the command `argv` names."""
+    wanted = next((str(a) for a in argv or () if not str(a).startswith("-")), None)
+    wanted = wanted if wanted in COMMANDS else None
     parser = Parser(
         prog="neurostation",
         description="NeuroStation: big brain and bio image data from microscope or scanner "
@@ -43,13 +49,15 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"neurostation {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in COMMANDS:
-        module.add_parser(sub)
+    for name, module in COMMANDS.items():
+        if wanted in (None, name):
+            importlib.import_module(f".{module}", __package__).add_parser(sub)
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):

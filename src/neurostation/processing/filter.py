@@ -66,16 +66,22 @@ def add_parser(subparsers):
                    help="filter each xy plane on its own (default: 3D); clahe is always per plane")
     p.add_argument("--border", choices=tuple(BORDER_MODES), default="reflect",
                    help="values beyond the volume's border, scipy's modes (default reflect)")
-    p.add_argument("--mip", type=int, default=0, help="precomputed input: the scale to filter")
+    add_volume_options(p)
+    add_parallel_arguments(p)
+    p.set_defaults(func=run, layer_type="image")
+    return p
+
+
+def add_volume_options(p):
+    """--mip of a precomputed input and the options of a precomputed output (chunking,
+    encoding, pyramid levels, JSON reference)."""
+    p.add_argument("--mip", type=int, default=0, help="precomputed input: the scale to read")
     p.add_argument("--chunk-size", metavar="X,Y,Z", help="precomputed: chunk size in voxels")
     p.add_argument("--encoding", choices=ENCODINGS[:2], default="raw",
                    help="precomputed: chunk encoding, raw (default) or jpeg (uint8, lossy)")
     p.add_argument("--levels", type=int, help="precomputed: number of downsampled scales")
     p.add_argument("--reference", metavar="JSON",
                    help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
-    add_parallel_arguments(p)
-    p.set_defaults(func=run, layer_type="image")
-    return p
 
 
 def add_input_output(p):
