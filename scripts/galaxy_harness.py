@@ -93,7 +93,8 @@ NETWORK_TOOL_IDS: list[str] = [
     "ns_ingest_volume", "ns_stitch_tiles", "ns_image_info", "ns_cutout_volume", "ns_pyramid_volume",
     "ns_register_to_atlas",
     "ns_label_objects", "ns_threshold_image", "ns_filter_image", "ns_measure_objects",
-    "ns_build_contact_graph", "ns_detect_spots", "ns_build_meshes",
+    "ns_build_contact_graph", "ns_detect_spots",
+    "ns_classify_pixels", "ns_classify_objects", "ns_build_meshes",
     "ns_make_viewer_link", "ns_make_qc_images",
 ]
 

@@ -12,6 +12,7 @@ import tempfile
 
 import nibabel
 import numpy as np
+import skops.io
 import tifffile
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test-data")
@@ -211,6 +212,8 @@ def main():
     make_nuclei_data(out)
     make_predict_data(out)
     make_blobs_data(out)
+    make_split_data(out)
+    make_classify_data(out)
 
 
 def write_ome(path, zyx, voxel_um):
@@ -289,6 +292,49 @@ def make_nuclei_data(out):
               (0.5, 0.5, 1.0))
 
 
+def make_classify_data(out):
+    """Inputs of `classify` and `classify-objects`. classify_image: 32 x 24 x 4 (0.5 x 0.5 x 1
+    µm) float32 noise around 20 with two bright 8 x 6 x 2 blocks (around 120) at x 4-12, y 4-10
+    and x 20-28, y 14-20, z 1-3; classify_annotations: a few voxels of background (1) and of
+    the blocks (2); classify_model.skops: the forest trained on them (sigma 1, 10 trees);
+    classify_unsafe.skops: a skops file holding a function (os.system), which must be refused.
+    classify_cells: 12 labelled boxes (uint16) — odd labels 2 x 2 x 2 voxels, even labels
+    4 x 4 x 2 — with classify_objects.tsv (their `measure` table), classify_training.tsv
+    (objects 1-4 labelled small/large), classify_exclude.txt (objects 6 and 7) and
+    classify_exclude_unknown.txt (6 and 40, which does not exist)."""
+    rng = np.random.default_rng(11)
+    image = rng.normal(20, 4, (4, 24, 32))
+    image[1:3, 4:10, 4:12] += 100
+    image[1:3, 14:20, 20:28] += 100
+    write_ome(out("classify_image.ome.tif"), image.astype(np.float32), (0.5, 0.5, 1.0))
+    ann = np.zeros(image.shape, np.uint8)
+    ann[0, 0, ::3] = ann[3, 22, 1::4] = ann[2, 12, 10:20] = 1
+    ann[1, 6, 5:11] = ann[2, 16, 21:27] = 2
+    write_ome(out("classify_annotations.ome.tif"), ann, (0.5, 0.5, 1.0))
+    neurostation = os.path.join(os.path.dirname(sys.executable), "neurostation")
+    subprocess.run([neurostation, "classify", out("classify_image.ome.tif"), "--annotations",
+                    out("classify_annotations.ome.tif"), "--sigmas", "1", "--trees", "10",
+                    "--save-model", out("classify_model.skops"), "-o",
+                    out("classify_segmentation.ome.tif")], check=True)
+    os.remove(out("classify_segmentation.ome.tif"))
+    skops.io.dump({"format": "neurostation-model-1", "model": os.system},
+                  out("classify_unsafe.skops"))
+    cells = np.zeros((4, 24, 32), np.uint16)
+    for label in range(1, 13):
+        y, x = 2 + 8 * ((label - 1) // 4), 2 + 8 * ((label - 1) % 4)
+        size = 2 if label % 2 else 4
+        cells[1:3, y:y + size, x:x + size] = label
+    write_ome(out("classify_cells.ome.tif"), cells, (0.5, 0.5, 1.0))
+    subprocess.run([neurostation, "measure", out("classify_cells.ome.tif"), "-o",
+                    out("classify_objects.tsv")], check=True)
+    with open(out("classify_training.tsv"), "w") as f:
+        f.write("label\tclass\n1\tsmall\n2\tlarge\n3\tsmall\n4\tlarge\n")
+    with open(out("classify_exclude.txt"), "w") as f:
+        f.write("label\n6\n7\n")
+    with open(out("classify_exclude_unknown.txt"), "w") as f:
+        f.write("6\n40\n")
+
+
 def _test_helpers():
     """Make the helpers in tests/ (model and spot builders) importable."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -321,6 +367,23 @@ def make_blobs_data(out):
     cells[2:10, 4:28, 24:36] = 2
     cells[2:10, 20:28, 4:18] = 3
     write_ome(out("blobs_cells.ome.tif"), cells, (0.5, 0.5, 1.0))
+
+
+def make_split_data(out):
+    """Inputs of local thresholds and `label --split` (0.5 x 0.5 x 1 µm voxels):
+    threshold_ramp: a 48 x 32 x 4 uint8 image lit unevenly (30 + 3 x along x) with six 4 x 4
+    spots 40 brighter in planes 1-2, where one global threshold cannot find them all;
+    split_spheres: a 40 x 28 x 12 mask of two overlapping balls of radius 3 µm, centres 4.5 µm
+    apart along x (one object, two once split), and a ball of radius 2.5 µm apart (never split)."""
+    z, y, x = np.indices((4, 32, 48))
+    image = 30 + 3 * x
+    for cx, cy in ((4, 6), (14, 20), (22, 8), (30, 24), (38, 10), (43, 22)):
+        image[1:3, cy:cy + 4, cx:cx + 4] += 40
+    write_ome(out("threshold_ramp.ome.tif"), image.astype(np.uint8), (0.5, 0.5, 1.0))
+    z, y, x = np.indices((12, 28, 40)) * np.array([1.0, 0.5, 0.5])[:, None, None, None]
+    ball = lambda cx, cy, cz, r: (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= r * r  # noqa: E731
+    mask = ball(5.0, 6.0, 6.0, 3.0) | ball(9.5, 6.0, 6.0, 3.0) | ball(16.0, 8.0, 6.0, 2.5)
+    write_ome(out("split_spheres.ome.tif"), mask.astype(np.uint8), (0.5, 0.5, 1.0))
 
 
 if __name__ == "__main__":

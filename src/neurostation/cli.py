@@ -20,11 +20,13 @@ COMMANDS = {
     "info": "storage.info", "cutout": "storage.cutout", "pyramid": "storage.pyramid",
     "register": "processing.register", "filter": "processing.filter",
     "label": "processing.label", "threshold": "processing.threshold",
+    "classify": "processing.classify",
     "predict": "processing.predict", "blobs": "processing.blobs",
     "fmri-timeseries": "analysis.fmri.timeseries", "connectivity": "analysis.fmri.connectivity",
     "graph-metrics": "analysis.fmri.graph", "decompose": "analysis.fmri.decompose",
     "seed-map": "analysis.fmri.seedmap",
     "measure": "analysis.objects.measure", "adjacency": "analysis.objects.adjacency",
+    "classify-objects": "analysis.objects.classify_objects",
     "view": "visualize.view", "qc": "visualize.qc",
     "mesh": "visualize.mesh",
 }

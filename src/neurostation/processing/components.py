@@ -1,8 +1,8 @@
 """Connected components of a volume larger than memory, box by box, with global relabelling.
 
 Pass 1 labels each box on its own (cc3d), keeps per local label its voxel count, its first
-voxel in x-fastest raster order and whether it touches the volume's border, and saves the
-box's six boundary planes. The planes of neighbouring boxes (faces, edges and corners, as
+voxel in x-fastest raster order, its bounding box and whether it touches the volume's border,
+and saves the box's six boundary planes. The planes of neighbouring boxes (faces, edges and corners, as
 the connectivity allows) give the equivalences of local labels; the connected components of
 that equivalence graph are the objects. Pass 2 labels each box again (cc3d is deterministic)
 and maps its local labels to the final ones: 1..N ordered by each object's first voxel in
@@ -15,6 +15,7 @@ from itertools import product
 
 import cc3d
 import numpy as np
+from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -47,6 +48,21 @@ def local_labels(mask, connectivity):
     return np.asfortranarray(labels), int(n)
 
 
+def first_voxels(labels, n, start, shape):
+    """(voxel count, first voxel as a global x-fastest raster index) of labels 1..n of an
+    (x, y, z) box whose first voxel lies at `start` of a volume of `shape`."""
+    flat = labels.ravel(order="F")
+    where = np.flatnonzero(flat)
+    values = flat[where]
+    counts = np.bincount(values, minlength=n + 1)[1:].astype(np.int64)
+    first = np.full(n + 1, flat.size, np.int64)
+    np.minimum.at(first, values, where)
+    x, y, z = np.unravel_index(first[1:], labels.shape, order="F")
+    sx, sy, _ = shape
+    first = (start[0] + x) + sx * ((start[1] + y) + sy * (start[2] + z))
+    return counts, first.astype(np.int64)
+
+
 class Grid:
     """The boxes of size `box` tiling `shape`, indexed in plan order (x fastest)."""
 
@@ -68,11 +84,13 @@ class Grid:
 
 class Piece:
     """Pass-1 result of one box: per local label (1..n) voxel count, first voxel (global
-    x-fastest raster index), border contact; and the box's value range (min, max)."""
+    x-fastest raster index), border contact, first and last voxel (x, y, z) of its bounding
+    box; and the box's value range (min, max)."""
 
-    def __init__(self, index, counts, first, border, span):
+    def __init__(self, index, counts, first, border, lo, hi, span):
         self.index, self.counts, self.first, self.border, self.span = (
             index, counts, first, border, span)
+        self.lo, self.hi = lo, hi
 
 
 def _planes(labels):
@@ -92,15 +110,10 @@ class FirstPass:
     def __call__(self, box):
         mask, span = self.foreground.read(box)
         labels, n = local_labels(mask, self.connectivity)
-        flat = labels.ravel(order="F")
-        where = np.flatnonzero(flat)
-        values = flat[where]
-        counts = np.bincount(values, minlength=n + 1)[1:].astype(np.int64)
-        first = np.full(n + 1, flat.size, np.int64)
-        np.minimum.at(first, values, where)
-        x, y, z = np.unravel_index(first[1:], box.shape, order="F")
-        sx, sy, _ = self.grid.shape
-        first = (box.start[0] + x) + sx * ((box.start[1] + y) + sy * (box.start[2] + z))
+        counts, first = first_voxels(labels, n, box.start, self.grid.shape)
+        spans = ndimage.find_objects(labels, n)
+        lo = np.array([[s.start for s in sl] for sl in spans], np.int64).reshape(n, 3) + box.start
+        hi = np.array([[s.stop - 1 for s in sl] for sl in spans], np.int64).reshape(n, 3) + box.start
         planes = _planes(labels)
         border = np.zeros(n + 1, bool)
         for (axis, side), plane in planes.items():
@@ -110,7 +123,7 @@ class FirstPass:
         index = self.grid.index(self.grid.cell(box))
         np.savez(os.path.join(self.folder, f"{index}.npz"),
                  **{f"{a}{s}": p for (a, s), p in planes.items()})
-        return Piece(index, counts, first.astype(np.int64), border[1:], span)
+        return Piece(index, counts, first, border[1:], lo, hi, span)
 
 
 def _neighbour_offsets(reach):
@@ -179,6 +192,8 @@ class Objects:
         counts = np.concatenate([p.counts for p in pieces] + [np.zeros(0, np.int64)])
         first = np.concatenate([p.first for p in pieces] + [np.zeros(0, np.int64)])
         border = np.concatenate([p.border for p in pieces] + [np.zeros(0, bool)])
+        lo = np.concatenate([p.lo for p in pieces] + [np.zeros((0, 3), np.int64)])
+        hi = np.concatenate([p.hi for p in pieces] + [np.zeros((0, 3), np.int64)])
         rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for i, j, pairs in contacts:
             rows.append(self.offsets[i] + pairs[:, 0].astype(np.int64) - 1)
@@ -193,11 +208,16 @@ class Objects:
         np.minimum.at(self.first, component, first)
         self.touches = np.zeros(n, bool)
         np.logical_or.at(self.touches, component, border)
+        self.lo = np.full((n, 3), np.iinfo(np.int64).max)
+        np.minimum.at(self.lo, component, lo)
+        self.hi = np.full((n, 3), -1, np.int64)
+        np.maximum.at(self.hi, component, hi)
         keep = self.voxels >= min_voxels
         if remove_border:
             keep &= ~self.touches
         kept = np.flatnonzero(keep)
         kept = kept[np.argsort(self.first[kept], kind="stable")]
+        self.kept = kept  # the object of each final label 1..N
         self.count = len(kept)
         self.dtype = np.dtype(np.uint32 if self.count < 2**32 else np.uint64)
         final = np.zeros(n, self.dtype)

@@ -72,13 +72,13 @@ def add_parser(subparsers):
     return p
 
 
-def add_volume_options(p):
+def add_volume_options(p, encodings=ENCODINGS[:2]):
     """--mip of a precomputed input and the options of a precomputed output (chunking,
-    encoding, pyramid levels, JSON reference)."""
+    `encodings`, pyramid levels, JSON reference)."""
     p.add_argument("--mip", type=int, default=0, help="precomputed input: the scale to read")
     p.add_argument("--chunk-size", metavar="X,Y,Z", help="precomputed: chunk size in voxels")
-    p.add_argument("--encoding", choices=ENCODINGS[:2], default="raw",
-                   help="precomputed: chunk encoding, raw (default) or jpeg (uint8, lossy)")
+    p.add_argument("--encoding", choices=encodings, default="raw",
+                   help=f"precomputed: chunk encoding, {' or '.join(encodings)} (default raw)")
     p.add_argument("--levels", type=int, help="precomputed: number of downsampled scales")
     p.add_argument("--reference", metavar="JSON",
                    help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")

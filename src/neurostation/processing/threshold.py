@@ -1,6 +1,7 @@
 """`neurostation threshold`: a global threshold (otsu, li, yen, triangle or a manual value) of a
 volume of any size, from streaming passes over its boxes, equal to scikit-image's on the whole
-volume in memory, and the binary mask (uint8 0/1) as a precomputed volume or a TIFF.
+volume in memory, or a local one (sauvola, niblack: local_threshold.py), and the binary mask
+(uint8 0/1) as a precomputed volume or a TIFF.
 
 The histogram is scikit-image's (exposure.histogram): one bin per integer value over [min, max]
 for integer data, 256 equal bins over [min, max] (numpy's edges) for floats. Per-box counts
@@ -20,10 +21,12 @@ from ..errors import UserError
 from ..ingest.stitch import check_tiff_options, output_format
 from ..io.outputs import staged_file
 from ..io.sources import workdir
+from ..units import UNIT_NM
 from ..visualize.sources import open_volume_source
+from . import local_threshold as local
 from .filter import add_input_output, write_precomputed, write_tiff
 
-METHODS = ("otsu", "li", "yen", "triangle", "manual")
+METHODS = ("otsu", "li", "yen", "triangle", "manual") + local.METHODS
 BOX_BUDGET = 8 << 20  # bytes of input per box read in a pass
 FLOAT_BINS = 256  # skimage's default nbins (floats only; integers get one bin per value)
 MAX_INTEGER_BINS = 1 << 24  # one count per value: 128 MiB of int64 at most
@@ -32,16 +35,37 @@ LI_MAX_PASSES = 200
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "threshold", help="threshold a volume globally (otsu, li, yen, triangle, manual) into a mask",
+        "threshold", help="threshold a volume globally (otsu, li, yen, triangle, manual) or "
+        "locally (sauvola, niblack) into a mask",
         description="Compute a global threshold of a one-channel volume (TIFF, OME-TIFF, NIfTI, "
         "precomputed folder, URL or JSON reference) from histogram passes over it box by box "
         "(memory does not grow with the volume), equal to scikit-image's threshold_otsu/li/yen/"
         "triangle on the whole volume in memory, or take --value; print it, and write the binary "
-        "mask (uint8, 1 where the value is above the threshold; --invert: at or below).",
-        epilog="example: neurostation threshold ./volume -o ./mask --method otsu --report t.tsv")
+        "mask (uint8, 1 where the value is above the threshold; --invert: at or below). Local "
+        "methods (sauvola, niblack) compute a threshold per voxel from the mean and standard "
+        "deviation in a --window around it, box by box with a halo of half a window, equal to "
+        "scikit-image's threshold_sauvola/niblack on the whole volume (voxels within float "
+        "rounding of their threshold aside).",
+        epilog="example: neurostation threshold ./volume -o ./mask --method otsu --report t.tsv; "
+        "neurostation threshold stack.ome.tif -o mask.tif --method sauvola --window 3 --unit um")
     add_input_output(p)
     p.add_argument("--method", required=True, choices=METHODS, help="the threshold method")
     p.add_argument("--value", type=float, help="manual: the threshold, within the data's range")
+    p.add_argument("--window", type=float,
+                   help=f"sauvola/niblack: the window's edge, an odd number of voxels (default "
+                   f"{local.DEFAULT_WINDOW}), or a length in --unit (each axis: the odd number of "
+                   "voxels nearest to it)")
+    p.add_argument("--unit", default="voxel", choices=["voxel"] + sorted(UNIT_NM),
+                   help="unit of --window: voxel (default) or a physical unit divided by each "
+                   "axis' voxel size (anisotropic voxels respected)")
+    p.add_argument("--k", type=float,
+                   help=f"sauvola/niblack: k (default {local.DEFAULT_K}; sauvola within [0, 1], "
+                   "niblack within [-2, 2]: threshold = mean - k std)")
+    p.add_argument("--r", type=float,
+                   help="sauvola: R, the dynamic range of the standard deviation (default: half "
+                   "the data type's range, 1 for floats, as scikit-image)")
+    p.add_argument("--2d", dest="planar", action="store_true",
+                   help="sauvola/niblack: a window in each xy plane (default: 3D)")
     p.add_argument("--invert", action="store_true",
                    help="mark the voxels at or below the threshold instead of those above")
     p.add_argument("--report", metavar="TSV",
@@ -223,10 +247,58 @@ class MaskSource:
         return np.asfortranarray(~above if self.invert else above, dtype=np.uint8)
 
 
-def write_report(path, method, threshold, low, high):
+def local_options(args, source):
+    """The checked (window (x, y, z) voxels, k, r) of a local method, or None for a global one
+    (which refuses the local options)."""
+    given = [o for o, v in (("--window", args.window), ("--k", args.k), ("--r", args.r),
+                            ("--unit", args.unit != "voxel" or None), ("--2d", args.planar or None))
+             if v is not None]
+    if args.method not in local.METHODS:
+        if given:
+            raise UserError(f"{given[0]} applies to --method sauvola or niblack, not {args.method}")
+        return None
+    if args.value is not None:
+        raise UserError(f"--value applies to --method manual, not {args.method}")
+    if args.r is not None and args.method != "sauvola":
+        raise UserError(f"--r applies to --method sauvola, not {args.method}")
+    if source.channels != 1:
+        raise UserError(f"the input has {source.channels} channels; threshold takes one channel")
+    if args.window is None and args.unit != "voxel":
+        raise UserError(f"--unit {args.unit} needs --window")
+    size = local.DEFAULT_WINDOW if args.window is None else args.window
+    window = local.window_voxels(size, args.unit, source.voxel_nm, args.planar, source.shape)
+    k = local.check_k(args.method, local.DEFAULT_K if args.k is None else args.k)
+    r = None
+    if args.method == "sauvola":
+        r = local.default_r(source.dtype) if args.r is None else args.r
+        if not r > 0:
+            raise UserError(f"--r must be positive, got {r:g}")
+    return window, k, r
+
+
+def write_report(path, header, row):
     with staged_file(path, ".tsv") as tmp, open(tmp, "w") as f:
-        f.write("method\tthreshold\tmin\tmax\n")
-        f.write(f"{method}\t{float(threshold)!r}\t{low}\t{high}\n")
+        f.write("\t".join(header) + "\n")
+        f.write("\t".join("" if v is None else f"{v}" for v in row) + "\n")
+
+
+def plan_mask(args, source, jobs):
+    """(lazy mask, completion record entries, report (header, row)) for the arguments."""
+    options = local_options(args, source)
+    if options is None:
+        threshold, low, high = compute_threshold(source, args.method, args.value, jobs)
+        print(f"threshold ({args.method}): {float(threshold)!r}")
+        return (MaskSource(source, threshold, args.invert), {"threshold": float(threshold)},
+                (("method", "threshold", "min", "max"), (args.method, float(threshold), low, high)))
+    window, k, r = options
+    low, high = data_range(source, jobs)
+    print(f"threshold ({args.method}): local, window {'x'.join(map(str, window))} voxels, "
+          f"k {k!r}" + ("" if r is None else f", r {float(r)!r}"))
+    mask = local.LocalMaskSource(source, args.method, window, k, r, args.invert)
+    record = {"window": list(window), "k": k, "r": None if r is None else float(r)}
+    header = ("method", "window_x", "window_y", "window_z", "k", "r", "min", "max")
+    return mask, record, (header, (args.method, *window, float(k),
+                                   None if r is None else float(r), low, high))
 
 
 def run(args):
@@ -236,16 +308,13 @@ def run(args):
     tmp = workdir()
     try:
         source = open_volume_source(args.input, tmp, mip=args.mip)
-        threshold, low, high = compute_threshold(source, args.method, args.value, jobs)
-        print(f"threshold ({args.method}): {float(threshold)!r}")
-        mask = MaskSource(source, threshold, args.invert)
+        mask, record, report = plan_mask(args, source, jobs)
         if kind == "tiff":
             write_tiff(args.output, mask, source.voxel_nm, jobs, desc="masking")
         else:
             write_precomputed(mask, source, args, jobs, {
-                "command": "threshold", "method": args.method, "threshold": float(threshold)},
-                budget=BOX_BUDGET)
+                "command": "threshold", "method": args.method, **record}, budget=BOX_BUDGET)
         if args.report:
-            write_report(args.report, args.method, threshold, low, high)
+            write_report(args.report, *report)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

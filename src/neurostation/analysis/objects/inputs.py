@@ -21,9 +21,10 @@ def add_common_options(p):
     add_parallel_arguments(p)
 
 
-def open_labels(path, workdir, name=None):
-    """A label volume as a box source; refuses non-integer data and several channels."""
-    source = open_volume_source(path, workdir, 0, name)
+def open_labels(path, workdir, name=None, mip=0):
+    """A label volume (scale `mip` of a precomputed one) as a box source; refuses non-integer
+    data and several channels."""
+    source = open_volume_source(path, workdir, mip, name)
     if source.dtype.kind not in "iu":
         raise UserError(f"{source.name} holds {source.dtype} values; a label volume holds "
                         "integers (0 = background, one number per object)")
