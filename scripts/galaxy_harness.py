@@ -94,7 +94,7 @@ NETWORK_TOOL_IDS: list[str] = [
     "ns_register_to_atlas",
     "ns_label_objects", "ns_threshold_image", "ns_filter_image", "ns_measure_objects",
     "ns_build_contact_graph", "ns_detect_spots", "ns_classify_pixels", "ns_classify_objects",
-    "ns_count_objects", "ns_compare_segmentations",
+    "ns_count_objects", "ns_compare_segmentations", "ns_build_meshes",
     "ns_make_viewer_link", "ns_make_qc_images",
 ]
 

@@ -29,6 +29,7 @@ COMMANDS = {
     "classify-objects": "analysis.objects.classify_objects",
     "count": "analysis.objects.count", "compare": "analysis.objects.compare",
     "view": "visualize.view", "qc": "visualize.qc",
+    "mesh": "visualize.mesh",
 }
 
 

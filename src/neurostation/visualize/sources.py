@@ -6,6 +6,7 @@ import tempfile
 
 import numpy as np
 
+from ..chunks.boxes import Box
 from ..errors import UserError
 from ..io.detect import detect_format
 from ..io.precomputed import open_complete
@@ -28,6 +29,13 @@ class PrecomputedSource(VolumeSource):
         self.channels = int(vol.info["num_channels"])
         self.dtype = np.dtype(vol.info["data_type"])
         self.voxel_nm = tuple(float(r) for r in scale["resolution"])
+        self.offset = tuple(int(n) for n in scale.get("voxel_offset", (0, 0, 0)))
+
+    def read(self, box):
+        """A box counted from the volume's first voxel (its voxel_offset added)."""
+        if any(self.offset):
+            box = Box(*(tuple(a + o for a, o in zip(p, self.offset)) for p in (box.start, box.stop)))
+        return super().read(box)
 
 
 def display_name(path):

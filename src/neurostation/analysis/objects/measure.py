@@ -1,6 +1,7 @@
 """`neurostation measure`: per-object measurements of label volumes, chunk-wise.
 
-Each box contributes per-label sums (count, position moments, bounding box, intensity);
+Each box contributes per-label sums (count, position moments, bounding box, intensity, the
+area of its piece of the marching-cubes surface);
 the sums are merged into one row per label, so memory is a box plus the rows, and the
 numbers equal scikit-image's regionprops on the whole volume (floats to rounding).
 Several label volumes (a collection) give one table with a `sample` column and a summary
@@ -19,20 +20,23 @@ from ...errors import UserError
 from ...io.outputs import staged
 from ...io.sources import natural_key
 from ..fmri.tables import write_frame
-from .grouping import Batches
-from .inputs import (add_common_options, add_samples, label_boxes, open_intensity, open_labels, read_labels,
+from .grouping import Batches, sum_by_key
+from .inputs import (add_common_options, add_samples, label_boxes, open_intensity, open_labels,
                      voxel_size)
+from .meshing import crop_box, read_cells, surface_areas
 from .moments import PAIRS, box_moments, merge_moments
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "measure", help="measure the objects of label volumes (volume, centroid, box, axes, "
-        "intensity)",
+        "surface area, intensity)",
         description="Measure every object (label > 0) of one or more label volumes (TIFF ZYX, "
         "OME-TIFF, NIfTI-1, precomputed folder, URL or JSON reference): voxel count, volume, "
         "centroid in voxels and physical units, bounding box, equivalent diameter, principal "
-        "axis lengths (from the second moments, as scikit-image's axis_major_length), and with "
+        "axis lengths (from the second moments, as scikit-image's axis_major_length), surface "
+        "area (of the marching-cubes mesh, as scikit-image's marching_cubes + "
+        "mesh_surface_area) and sphericity, and with "
         "--intensity the mean, min, max, std and integrated intensity. Read box by box: memory "
         "is one box plus one row per object. Physical positions are voxel index x voxel size "
         "(voxel 0's centre at 0, as scikit-image and NIfTI count). Several inputs give one "
@@ -54,27 +58,41 @@ def add_parser(subparsers):
 
 
 class _BoxTask:
-    """Moments of one box of a label volume (and its intensity image); picklable."""
+    """Moments and surface-area pieces of one box of a label volume (and its intensity
+    image), voxels of `spacing` (x, y, z); picklable."""
 
-    def __init__(self, labels, intensity):
-        self.labels, self.intensity = labels, intensity
+    def __init__(self, labels, intensity, spacing):
+        self.labels, self.intensity, self.spacing = labels, intensity, spacing
 
     def __call__(self, box):
         values = None if self.intensity is None else self.intensity.read(box)[..., 0]
-        return box_moments(read_labels(self.labels, box), box.start, values)
+        cells, origin = read_cells(self.labels, box)
+        moments = box_moments(crop_box(cells, origin, box), box.start, values)
+        return moments, surface_areas(cells, origin, self.spacing)
 
 
-def measure_volume(labels, intensity, jobs):
-    """The merged Moments of a label volume (and intensity image), read box by box."""
-    batches = Batches(merge_moments, len)
-    for part in run_tasks(_BoxTask(labels, intensity), label_boxes(labels), jobs,
-                          desc=f"measuring {labels.name}"):
-        batches.add(part)
-    return batches.result()
+def _merge_areas(parts):
+    """(labels, summed areas) of several (labels, areas) pieces."""
+    label, _, sums = sum_by_key(np.concatenate([p[0] for p in parts]),
+                                np.concatenate([p[1] for p in parts])[:, None])
+    return label, sums[:, 0]
 
 
-def object_table(m, spacing, unit):
-    """The per-object columns of merged Moments `m`, physical columns in `unit`."""
+def measure_volume(labels, intensity, jobs, spacing):
+    """The merged Moments of a label volume (and intensity image), read box by box, and each
+    object's surface area (aligned with the Moments' labels)."""
+    moments, areas = Batches(merge_moments, len), Batches(_merge_areas, lambda p: len(p[0]))
+    for part, area in run_tasks(_BoxTask(labels, intensity, np.asarray(spacing, np.float64)),
+                                label_boxes(labels), jobs, desc=f"measuring {labels.name}"):
+        moments.add(part)
+        areas.add(area)
+    m, (area_labels, area) = moments.result(), areas.result()
+    return m, area[np.searchsorted(area_labels, m.label)]
+
+
+def object_table(m, area, spacing, unit):
+    """The per-object columns of merged Moments `m` and surface areas `area`, physical
+    columns in `unit`."""
     size = np.asarray(spacing, np.float64)
     table = {"label": m.label, "voxel_count": m.count,
              f"volume_{unit}3": m.count * float(np.prod(size))}
@@ -90,6 +108,9 @@ def object_table(m, spacing, unit):
     lengths = axis_lengths(m, size)
     for i, name in enumerate(("major", "middle", "minor")):
         table[f"axis_{name}_{unit}"] = lengths[:, i]
+    table[f"surface_area_{unit}2"] = area
+    # (pi^(1/3) (6 V)^(2/3)) / A: 1 for a sphere, less for any other shape
+    table["sphericity"] = np.cbrt(np.pi) * np.cbrt(6 * table[f"volume_{unit}3"]) ** 2 / area
     if m.values is not None:
         v = m.values
         table.update({"intensity_mean": v["mean"], "intensity_min": v["min"],
@@ -161,7 +182,8 @@ def run(args):
             intensity = None if image is None else open_intensity(image[0], workdir, labels,
                                                                   image[1])
             spacing = voxel_size(labels, args.voxel_size, args.unit)
-            table = object_table(measure_volume(labels, intensity, jobs), spacing, args.unit)
+            table = object_table(*measure_volume(labels, intensity, jobs, spacing), spacing,
+                                 args.unit)
             table.insert(0, "sample", name)
             tables.append(table)
             summaries.append(summary_row(name, table, args.unit))

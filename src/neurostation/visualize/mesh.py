@@ -1,0 +1,237 @@
+"""`neurostation mesh`: surface meshes of every object of a label volume, box by box, as
+Neuroglancer precomputed meshes attached to a copy of the segmentation (the viewer shows
+them) and as OBJ / PLY / STL files for chosen objects. Pieces of an object from neighbouring
+boxes meet exactly (see analysis/objects/meshing.py), so exported files are welded watertight.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+from ..analysis.objects.inputs import label_boxes, open_labels
+from ..analysis.objects.meshing import box_meshes, read_cells
+from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
+from ..errors import UserError
+from ..ingest.volume import write_volume
+from ..io.detect import detect_format
+from ..io.precomputed import RECORD, read_record, to_url, write_record
+from ..processing.label import voxel_size
+from ..units import UNIT_NM
+from .mesh_files import EXPORT_FORMATS, decode_fragment, encode_fragment, weld, write_mesh
+
+MESH_DIR = "mesh"
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "mesh", help="build surface meshes of the objects of a label volume",
+        description="Marching-cubes surface meshes (scikit-image, Lewiner) of every object of a "
+        "label volume (TIFF/OME-TIFF, NIfTI, precomputed segmentation, URL or JSON reference), "
+        "made box by box with a 1-voxel overlap so the pieces meet exactly, in physical units "
+        "(nm, Neuroglancer's coordinates: voxel i spans offset + i to offset + i + 1 voxels). "
+        "-o writes a precomputed segmentation with the meshes attached (legacy format: one "
+        "fragment per object and box), --export writes one OBJ, PLY or STL file per object "
+        "(pieces welded). --reduction simplifies (zmesh's quadric simplifier) keeping the "
+        "pieces' rims, so they still meet.",
+        epilog="example: neurostation mesh ./labels -o ./labels_meshed --export meshes "
+        "--labels 1,5,7 --export-format stl --reduction 4",
+    )
+    p.add_argument("input", help="label volume: TIFF/OME-TIFF, NIfTI, precomputed folder, URL "
+                   "or JSON reference")
+    p.add_argument("-o", "--output", metavar="FOLDER",
+                   help="precomputed segmentation to write (a local folder, new or empty): a "
+                   "copy of a precomputed input, or the labels of a file, with the meshes")
+    p.add_argument("--export", metavar="FOLDER",
+                   help="write one mesh file per object here (label_<id>.<format>)")
+    p.add_argument("--export-format", choices=EXPORT_FORMATS, default="obj",
+                   help="format of the exported files (default obj; ply is ASCII, stl binary)")
+    p.add_argument("--labels", metavar="ID,ID,...",
+                   help="objects to export (default: every object)")
+    p.add_argument("--reduction", type=int, default=0, metavar="N",
+                   help="simplify the meshes to about 1/N of their triangles (default 0: the "
+                   "exact marching-cubes surface)")
+    p.add_argument("--voxel-size", metavar="X,Y,Z",
+                   help="voxel size for files that record none (precomputed volumes keep theirs)")
+    p.add_argument("--voxel-unit", default="nm", choices=sorted(UNIT_NM),
+                   help="unit of --voxel-size (default nm)")
+    add_parallel_arguments(p)
+    p.set_defaults(func=run, layer_type="segmentation", chunk_size=None, levels=None,
+                   encoding="raw")
+    return p
+
+
+class MeshBox:
+    """Mesh one box and write a legacy fragment per object found in it; returns
+    [(label, fragment name, triangles)]. Picklable, for the process pool."""
+
+    def __init__(self, source, folder, voxel_nm, offset, reduction):
+        self.source, self.folder, self.reduction = source, folder, reduction
+        self.voxel_nm, self.offset = np.asarray(voxel_nm, np.float64), np.asarray(offset, np.float64)
+
+    def __call__(self, box):
+        cells, origin = read_cells(self.source, box)
+        found = []
+        for label, vertices, faces in box_meshes(cells, origin, self.reduction):
+            name = f"{label}:0:{box.key}"
+            nm = ((vertices + self.offset + 0.5) * self.voxel_nm).astype(np.float32)
+            with open(os.path.join(self.folder, name), "wb") as out:
+                out.write(encode_fragment(nm, faces))
+            found.append((label, name, len(faces)))
+        return found
+
+
+def parse_labels(text):
+    """--labels 1,5,7 -> {1, 5, 7}; None for every object."""
+    if text is None:
+        return None
+    try:
+        labels = {int(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        labels = set()
+    if not labels or min(labels) <= 0:
+        raise UserError(f"--labels must be object numbers above 0 separated by commas "
+                        f"(e.g. 1,5,7), got {text!r}")
+    return labels
+
+
+def check_target(path, option):
+    """A local folder that does not exist yet or is empty."""
+    if path is None:
+        return
+    if "://" in str(path):
+        raise UserError(f"{option} takes a local folder; {path} is a URL")
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise UserError(f"{option} {path} exists and is not an empty folder; give a new one")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise UserError(f"{option} {path}: its parent folder does not exist")
+
+
+def check_args(args):
+    if not args.output and not args.export:
+        raise UserError("nothing to write: give -o FOLDER (precomputed meshes) and/or "
+                        "--export FOLDER (mesh files)")
+    if args.reduction < 0:
+        raise UserError(f"--reduction must be 0 (no simplification) or more, got {args.reduction}")
+    if args.labels and not args.export:
+        raise UserError("--labels chooses the objects to export; give --export FOLDER too")
+    check_target(args.output, "-o")
+    check_target(args.export, "--export")
+
+
+def volume_frame(args, source):
+    """(voxel size in nm, voxel offset, copy the input?) of the segmentation the meshes belong
+    to: a local precomputed folder is copied and keeps its own; anything else is written anew."""
+    copy = detect_format(args.input) == "precomputed" and os.path.isdir(args.input)
+    if copy:
+        if args.voxel_size:
+            raise UserError(f"--voxel-size is for files that record none; {source.name} is a "
+                            "precomputed volume with its own")
+        return tuple(source.voxel_nm), source.offset, True
+    voxel_nm, known = voxel_size(args, source)
+    if not known:
+        print("warning: the input carries no voxel size; assuming 1,1,1 nm (give --voxel-size "
+              "and --voxel-unit)", file=sys.stderr)
+    return voxel_nm, (0, 0, 0), False
+
+
+def export_meshes(folder, fragments, labels, target, kind):
+    """Weld each chosen object's fragments into one mesh file in `target`."""
+    os.makedirs(target)
+    for label in sorted(labels):
+        pieces = []
+        for name in fragments[label]:
+            with open(os.path.join(folder, name), "rb") as handle:
+                pieces.append(decode_fragment(handle.read()))
+        vertices, faces = weld(pieces)
+        write_mesh(os.path.join(target, f"label_{label}.{kind}"), vertices, faces, kind)
+
+
+def attach_meshes(volume, folder, fragments):
+    """Manifests `<id>:0`, mesh/info and the `mesh` key of the segmentation's info."""
+    for label, names in fragments.items():
+        with open(os.path.join(folder, f"{label}:0"), "w", encoding="utf-8") as out:
+            json.dump({"fragments": names}, out)
+    with open(os.path.join(folder, "info"), "w", encoding="utf-8") as out:
+        json.dump({"@type": "neuroglancer_legacy_mesh"}, out)
+    info_path = os.path.join(volume, "info")
+    with open(info_path, encoding="utf-8") as handle:
+        info = json.load(handle)
+    info["mesh"] = MESH_DIR
+    with open(info_path, "w", encoding="utf-8") as out:
+        json.dump(info, out, indent=1)
+
+
+def write_segmentation(args, source, volume, voxel_nm, copy, jobs):
+    """The labels as a precomputed segmentation in `volume`: a copy of a precomputed folder
+    (without its record and old meshes), else written from the file with its pyramid."""
+    if copy:
+        shutil.copytree(args.input, volume, dirs_exist_ok=True,
+                        ignore=lambda d, names: [n for n in names if os.path.samefile(d, args.input)
+                                                 and n in (RECORD, MESH_DIR)])
+        return
+    record = {"command": "mesh", "sources": [source.name]}
+    write_volume(source, to_url(volume), voxel_nm, args, jobs, {"input": str(args.input)}, record)
+
+
+def publish(temp, target):
+    """Move a finished folder to its place (an empty folder there is replaced)."""
+    if os.path.isdir(target):
+        os.rmdir(target)
+    shutil.move(temp, target)
+
+
+def run(args):
+    check_args(args)
+    wanted = parse_labels(args.labels)
+    jobs = resolve_jobs(args.jobs)
+    parent = os.path.dirname(os.path.abspath(args.output or args.export))
+    work = tempfile.mkdtemp(prefix=".neurostation-mesh-", dir=parent)
+    try:
+        source = open_labels(args.input, work)
+        voxel_nm, offset, copy = volume_frame(args, source)
+        volume = os.path.join(work, "volume")
+        folder = os.path.join(volume, MESH_DIR)
+        os.makedirs(folder)
+        fragments, triangles = {}, 0
+        task = MeshBox(source, folder, voxel_nm, offset, args.reduction)
+        for found in run_tasks(task, label_boxes(source), jobs, desc="meshing boxes"):
+            for label, name, count in found:
+                fragments.setdefault(label, []).append(name)
+                triangles += count
+        for names in fragments.values():
+            names.sort()  # boxes end in any order; files do not depend on it
+        if not fragments:
+            raise UserError(f"{source.name} holds no object (every voxel is 0): nothing to mesh")
+        missing = sorted((wanted or set()) - fragments.keys())
+        if missing:
+            raise UserError(f"--labels names {','.join(map(str, missing))}, not in "
+                            f"{source.name}; its objects are {describe_labels(fragments)}")
+        if args.export:
+            export_meshes(folder, fragments, wanted or fragments.keys(),
+                          os.path.join(work, "export"), args.export_format)
+        if args.output:
+            write_segmentation(args, source, volume, voxel_nm, copy, jobs)
+            attach_meshes(volume, folder, fragments)
+            kept = read_record(to_url(args.input if copy else volume)) or {}
+            record = {k: v for k, v in kept.items() if k not in ("complete", "neurostation_version")}
+            write_record(to_url(volume), **record, meshes={
+                "objects": len(fragments), "triangles": triangles, "reduction": args.reduction,
+                "source": source.name})
+            publish(volume, args.output)
+        if args.export:
+            publish(os.path.join(work, "export"), args.export)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"meshed {len(fragments)} objects: {triangles} triangles in "
+          f"{sum(map(len, fragments.values()))} fragments")
+
+
+def describe_labels(fragments):
+    """The labels found, shortened when there are many."""
+    labels = sorted(fragments)
+    shown = ",".join(map(str, labels[:10]))
+    return shown + (f",... ({len(labels)} in all)" if len(labels) > 10 else "")
