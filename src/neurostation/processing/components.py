@@ -15,7 +15,6 @@ from itertools import product
 
 import cc3d
 import numpy as np
-from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -111,9 +110,10 @@ class FirstPass:
         mask, span = self.foreground.read(box)
         labels, n = local_labels(mask, self.connectivity)
         counts, first = first_voxels(labels, n, box.start, self.grid.shape)
-        spans = ndimage.find_objects(labels, n)
-        lo = np.array([[s.start for s in sl] for sl in spans], np.int64).reshape(n, 3) + box.start
-        hi = np.array([[s.stop - 1 for s in sl] for sl in spans], np.int64).reshape(n, 3) + box.start
+        # bounding boxes as (x min, x max, y min, ...) inclusive, in one C++ pass
+        bounds = np.asarray(cc3d.statistics(labels, no_slice_conversion=True)["bounding_boxes"],
+                            np.int64)[1:n + 1].reshape(n, 3, 2)
+        lo, hi = bounds[:, :, 0] + box.start, bounds[:, :, 1] + box.start
         planes = _planes(labels)
         border = np.zeros(n + 1, bool)
         for (axis, side), plane in planes.items():

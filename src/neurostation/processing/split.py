@@ -12,7 +12,6 @@ z), as `label` numbers objects. Memory: the largest object's bounding box, some 
 import os
 
 import numpy as np
-from scipy import ndimage
 
 from ..chunks.boxes import Box
 from ..chunks.pool import run_tasks
@@ -25,6 +24,7 @@ BATCH_OBJECTS = 4096
 def split_object(mask, spacing, h, connectivity):
     """Watershed pieces (0 outside, 1..p) of one object's (z, y, x) mask and p; None and the
     number of seeds when there are fewer than two (the object stays whole)."""
+    from scipy import ndimage  # imported here: plain labelling does not need them
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
