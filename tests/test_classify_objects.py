@@ -145,8 +145,8 @@ def test_bad_input_is_refused(tmp_path, capsys, measured):
     assert refused(capsys, *common, "--training", one) == (
         "error: the training table one.tsv has only one class (large); training needs at least two")
     assert refused(capsys, *common, "--training", paths["training"], "--columns",
-                   "volume_um3,sphericity") == (
-        "error: the object table objects.tsv lacks the feature column(s) sphericity")
+                   "volume_um3,roundness") == (
+        "error: the object table objects.tsv lacks the feature column(s) roundness")
     evil = tmp_path / "evil.skops"
     skops.io.dump({"format": "neurostation-model-1", "model": os.system}, evil)
     assert refused(capsys, *common, "--apply", evil) == (
