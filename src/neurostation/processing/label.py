@@ -19,16 +19,14 @@ from ..ingest.volume import DTYPES, check_storable, plan_volume, write_reference
 from ..io.precomputed import check_writable, to_url
 from ..io.tiff import write_ome_tiff
 from ..storage.write import first_box_size
-from ..units import UNIT_NM, convert, normalize_unit, parse_xyz
+from ..units import (NUMBER, UNIT_NM, convert, min_voxels, normalize_unit, parse_min_size,
+                     parse_xyz)
 from ..visualize.sources import check_channel, open_volume_source
 from .components import REACH, Contacts, FirstPass, Foreground, Grid, LabelSource, Objects
 from .split import SplitSource, split_objects
 
-# --min-size: a number of voxels, or a volume with a cubed length unit (10um3, 0.5 µm³).
-_NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
-_SIZE = re.compile(_NUMBER + r"(?:([a-zµμ]+)(?:3|³|\^3))?\s*")
 # --split-h: a number of voxel edges, or a length with a unit (1.5um, 200 nm).
-_LENGTH = re.compile(_NUMBER + r"([a-zµμ]+)?\s*")
+_LENGTH = re.compile(NUMBER + r"([a-zµμ]+)?\s*")
 _PRECOMPUTED_ONLY = ("chunk_size", "levels", "reference")
 
 
@@ -96,22 +94,6 @@ def add_parser(subparsers):
     return p
 
 
-def parse_min_size(text):
-    """--min-size -> ('voxels', n) or ('nm3', volume)."""
-    match = _SIZE.fullmatch(str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise UserError(f"--min-size must be a positive number of voxels (e.g. 50) or a volume "
-                        f"such as 10um3, got {text!r}")
-    value, unit = float(match.group(1)), match.group(2)
-    if unit is None:
-        return "voxels", value
-    try:
-        unit = normalize_unit(unit)
-    except UserError:
-        raise UserError(f"--min-size unit must be nm3, um3 or mm3, got {text!r}") from None
-    return "nm3", value * UNIT_NM[unit] ** 3
-
-
 def parse_split_h(args):
     """--split-h -> ('voxels', n) or ('nm', length); refused without --split."""
     if args.split_h is None:
@@ -135,19 +117,6 @@ def split_h_nm(height, voxel_nm):
     """The h of the h-maxima in nm: a number of voxel edges is of the smallest edge."""
     kind, value = height
     return value * min(voxel_nm) if kind == "voxels" else value
-
-
-def min_voxels(size, voxel_nm, voxel_known):
-    """The smallest object kept, in voxels (a volume rounds up to whole voxels)."""
-    if size is None:
-        return 0
-    kind, value = size
-    if kind == "voxels":
-        return math.ceil(value)
-    if not voxel_known:
-        raise UserError("--min-size in a unit needs the voxel size: the input records none; "
-                        "give --voxel-size and --voxel-unit, or --min-size in voxels")
-    return math.ceil(value / math.prod(voxel_nm) * (1 - 1e-12))
 
 
 def voxel_size(args, source):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ...chunks.pool import resolve_jobs
 from ...io.outputs import staged
-from ...units import convert
+from ...units import convert, min_voxels, parse_min_size
 from ..fmri.tables import write_frame
 from .count_plot import plot_counts
 from .inputs import add_common_options, add_samples, open_labels, read_labels, voxel_size
@@ -67,9 +67,6 @@ def count_row(name, source, sizes, smallest, spacing, unit):
 
 
 def run(args):
-    # label's size syntax, imported on use: loading this module does not load label's libraries
-    from ...processing.label import min_voxels, parse_min_size
-
     jobs = resolve_jobs(args.jobs)
     samples = pair_inputs(args)
     size = parse_min_size(args.min_size) if args.min_size else None
