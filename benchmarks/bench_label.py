@@ -1,12 +1,14 @@
 """`neurostation label` on a 512 x 512 x 256 binary volume against cc3d.connected_components and
 skimage.measure.label on the whole array in memory: same partition (and the same numbering as
-cc3d in x-fastest order), time ratios, peak RSS; then the volume 8 times larger (tiled 2x2x2),
-to show that our peak RSS stays flat. Every run is a subprocess measured by measure_run (wall, CPU, peak RSS).
+cc3d in x-fastest order), time ratios, peak RSS; then the volume 8 times larger (tiled 2x2x2)
+against cc3d again: start-up (imports, process pools) no longer dominates there, and our peak
+RSS stays flat while cc3d's grows 8 times. Every run is a subprocess measured by measure_run (wall, CPU, peak RSS).
 
     .venv/bin/python benchmarks/bench_label.py [--workdir DIR] [--skip-large]
 """
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -78,6 +80,34 @@ def same_partition(a, b):
     return len(pairs[0]) == len(np.unique(pairs[0])) == len(np.unique(pairs[1]))
 
 
+def run_sizes(work, src, large):
+    """Rows (name, wall, peak MiB, CPU) of cc3d (and at 1x skimage) and ours with 1 and 2 jobs,
+    at 1x and (with `large`) 8x; our outputs and the references' label files by size and kind."""
+    sizes = [("1x", src)]
+    if large:
+        big = os.path.join(work, "mask8.tif")
+        write_mask(big, tifffile.imread(src), tiles=2)
+        sizes.append(("8x", big))
+    rows, outputs = [], {}
+    for size, path in sizes:
+        for kind in ("cc3d", "skimage") if size == "1x" else ("cc3d",):
+            out = os.path.join(work, f"{kind}{size}.npy")
+            run = measure_run([PYTHON, __file__, "--reference", kind, path, out])
+            rows.append((size, f"{kind} in memory (read, label, save)", *run))
+            with open(out + ".seconds") as handle:
+                call = float(handle.read())
+            rows.append((size, f"{kind} in memory (the labelling call alone)", call, 0, call))
+            outputs[size, kind] = out
+        for jobs in (1, 2):
+            out = os.path.join(work, f"ours{size}-{jobs}")
+            shutil.rmtree(out, ignore_errors=True)
+            run = measure_run([PYTHON, "-m", "neurostation.cli", "label", path, "-o", out,
+                               "--jobs", str(jobs)])
+            rows.append((size, f"ours --jobs {jobs} (precomputed + pyramid)", *run))
+            outputs[size, jobs] = out
+    return rows, outputs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="folder for the volumes (default: a temporary one)")
@@ -92,47 +122,29 @@ def main():
     src = os.path.join(work, "mask.tif")
     write_mask(src, mask)
     del mask
-    rows, results = [], {}
-    for kind in ("cc3d", "skimage"):
-        out = os.path.join(work, f"{kind}.npy")
-        run = measure_run([PYTHON, __file__, "--reference", kind, src, out])
-        rows.append((f"{kind} in memory (read, label, save)", *run))
-        with open(out + ".seconds") as handle:
-            call = float(handle.read())
-            rows.append((f"{kind} in memory (the labelling call alone)", call, 0, call))
-        results[kind] = out
-    ours = {}
-    for jobs in (1, 2):
-        out = os.path.join(work, f"ours{jobs}")
-        shutil.rmtree(out, ignore_errors=True)
-        run = measure_run([PYTHON, "-m", "neurostation.cli", "label", src, "-o", out,
-                           "--jobs", str(jobs)])
-        rows.append((f"ours --jobs {jobs} (precomputed + pyramid)", *run))
-        ours[jobs] = out
-    cc = np.load(results["cc3d"])
-    sk = np.load(results["skimage"])
-    one, two = read_ours(ours[1]), read_ours(ours[2])
+    rows, outputs = run_sizes(work, src, not args.skip_large)
+    cc = np.load(outputs["1x", "cc3d"])
+    sk = np.load(outputs["1x", "skimage"])
+    one, two = read_ours(outputs["1x", 1]), read_ours(outputs["1x", 2])
     checks = {"objects (cc3d)": int(cc.max()),
               "same partition as cc3d": same_partition(one, cc),
               "same partition as skimage": same_partition(one, sk),
               "same labels as cc3d (numbering)": bool(np.array_equal(one, cc)),
               "--jobs 2 equal to --jobs 1": bool(np.array_equal(one, two))}
     del cc, sk, one, two
-    if not args.skip_large:
-        big = os.path.join(work, "mask8.tif")
-        write_mask(big, tifffile.imread(src), tiles=2)
-        out = os.path.join(work, "ours8")
-        shutil.rmtree(out, ignore_errors=True)
-        run = measure_run([PYTHON, "-m", "neurostation.cli", "label", big, "-o", out,
-                           "--jobs", "1"])
-        rows.append(("ours --jobs 1, volume 8x (1024x1024x512)", *run))
-    base, base_cpu = rows[0][1], rows[0][3]
+    if ("8x", 1) in outputs:
+        found = int(np.load(outputs["8x", "cc3d"], mmap_mode="r").max())
+        ours = [json.load(open(os.path.join(outputs["8x", j], "neurostation.json")))["objects"]
+                for j in (1, 2)]
+        checks["8x: objects (cc3d; ours --jobs 1, 2)"] = (found, *ours)
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(wall times stretch with load; CPU seconds do not)")
-    print(f"{'run':48} {'seconds':>8} {'x cc3d':>7} {'CPU s':>7} {'x cc3d':>7} {'peak RSS MiB':>13}")
-    for name, seconds, peak, cpu in rows:
-        print(f"{name:48} {seconds:8.2f} {seconds / base:7.2f} {cpu:7.2f} {cpu / base_cpu:7.2f} "
-              f"{peak or float('nan'):13.0f}")
+    print(f"{'size':4} {'run':44} {'seconds':>8} {'x cc3d':>7} {'CPU s':>7} {'x cc3d':>7} "
+          f"{'peak RSS MiB':>13}")
+    for size, name, seconds, peak, cpu in rows:
+        base = next(r for r in rows if r[0] == size)  # cc3d's whole run of this size
+        print(f"{size:4} {name:44} {seconds:8.2f} {seconds / base[2]:7.2f} {cpu:7.2f} "
+              f"{cpu / base[4]:7.2f} {peak or float('nan'):13.0f}")
     for name, value in checks.items():
         print(f"{name}: {value}")
     if not args.workdir:

@@ -174,17 +174,20 @@ def test_threshold_on_an_image(tmp_path, small_boxes):
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "t.tif"), reference(image > 600, 26))
 
 
-def test_precomputed_segmentation_with_pyramid(tmp_path, small_boxes):
+@pytest.mark.parametrize("encoding", [None, "raw"])
+def test_precomputed_segmentation_with_pyramid(tmp_path, small_boxes, encoding):
     """The precomputed output on another grid than the labelling boxes, boxes written by two
     processes: every scale readable by TensorStore, scale 0 equal to cc3d, the record says
-    what was done."""
+    what was done; compressed_segmentation unless raw is asked for."""
     mask = noisy_mask(seed=11, shape=(12, 40, 36))
     src = write_zyx(tmp_path / "mask.ome.tif", mask.astype(np.uint8))
     out = tmp_path / "labels"
+    chosen = ["--encoding", encoding] if encoding else []
     assert run_label(src, "-o", out, "--chunk-size", "8,8,4", "--connectivity", "18",
-                     "--encoding", "compressed_segmentation", "--jobs", "2") == 0
+                     "--jobs", "2", *chosen) == 0
     info = json.loads((out / "info").read_text())
     assert info["type"] == "segmentation" and info["data_type"] == "uint32"
+    assert {s["encoding"] for s in info["scales"]} == {encoding or "compressed_segmentation"}
     assert len(info["scales"]) > 1
     labels = read_with_tensorstore(out, 0)[..., 0]  # x, y, z
     np.testing.assert_array_equal(labels, reference(mask, 18).transpose(2, 1, 0))

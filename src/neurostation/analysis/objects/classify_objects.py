@@ -12,8 +12,8 @@ import pandas as pd
 
 from ...chunks.pool import add_parallel_arguments, resolve_jobs
 from ...errors import UserError
-from ...ingest.stitch import check_tiff_options, output_format
 from ...io.model_files import load_model, save_model
+from ...io.outputs import check_tiff_options, output_format
 from ...io.sources import workdir
 from ...processing.filter import add_volume_options, write_precomputed, write_tiff
 from ..fmri.tables import read_tsv, to_numbers, write_frame
