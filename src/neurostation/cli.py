@@ -67,7 +67,10 @@ def main(argv=None):
             parser.print_help(sys.stderr)
             return 2
         use_scheduler(getattr(args, "scheduler", None))
-        args.func(args)
+        try:
+            args.func(args)
+        finally:  # a process calling main() again, or the API, keeps no stale cluster address
+            use_scheduler(None)
     except UserError as exc:
         message = " ".join(str(exc).split())  # always exactly one line
         print(f"error: {message}", file=sys.stderr)

@@ -65,11 +65,11 @@ class TiffStack:
         (x0, y0, z0), (x1, y1, z1) = box.start, box.stop
         shape, offset, dtype = self.stored
         if offset is not None:
-            # copy-on-write: the box is a view of the file, and a caller writing into it
-            # changes only its own pages
-            arr = np.memmap(self.path, dtype, mode="c", offset=offset, shape=shape)
-            region = arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None]
-            return _to_xyzc(np.asarray(region).astype(self.dtype, copy=False), self.channels)
+            # a copy, not a view: a view keeps the file's pages mapped (and counted in the
+            # process's memory) as long as any array derived from it lives
+            arr = np.memmap(self.path, dtype, mode="r", offset=offset, shape=shape)
+            region = np.array(arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None])
+            return _to_xyzc(region.astype(self.dtype, copy=False), self.channels)
         with open_tiff(self.path, check=False) as tif:  # checked by describe_tiff
             arr = zarr_view(tif)
             region = arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None]
