@@ -205,7 +205,23 @@ def test_precomputed_input(tmp_path, data):
     assert labels.shape == (4, 16, 20) and labels.max() == 1 and (labels > 0).sum() == 4 * 12 * 18
 
 
+def test_coarser_scale_of_a_precomputed_input(tmp_path):
+    """--mip 1 labels the input's second scale: the same labels as cc3d on that scale read in
+    memory, at that scale's voxel size."""
+    mask = noisy_mask(seed=8, shape=(8, 40, 36), density=0.4)
+    src = write_zyx(tmp_path / "mask.ome.tif", mask.astype(np.uint8))
+    assert cli.main(["ingest", str(src), "-o", str(tmp_path / "vol"), "--chunk-size", "8,8,4"]) == 0
+    assert run_label(tmp_path / "vol", "-o", tmp_path / "l.tif", "--mip", "1") == 0
+    coarse = read_with_tensorstore(tmp_path / "vol", 1)[..., 0].transpose(2, 1, 0)  # z, y, x
+    assert coarse.shape == (8, 20, 18) and coarse.any()
+    labels = tifffile.imread(tmp_path / "l.tif")
+    np.testing.assert_array_equal(labels, reference(coarse != 0, 26))
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.ome_metadata and 'PhysicalSizeX="1.0"' in tif.ome_metadata
+
+
 @pytest.mark.parametrize("args,message", [
+    (["--mip", "1"], "error: --mip applies to precomputed volumes; mask.ome.tif is a tiff file"),
     (["--threshold", "5"], "error: --threshold 5 is at or above its maximum: mask.ome.tif's values span 0 to 1"),
     (["--threshold", "-1"], "error: --threshold -1 is below its minimum"),
     (["--connectivity", "8"], "error: argument --connectivity: invalid choice: 8"),

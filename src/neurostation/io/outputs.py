@@ -4,6 +4,7 @@ import contextlib
 import os
 
 from ..errors import UserError
+from .precomputed import ENCODINGS
 
 
 def nifti_suffix(path):
@@ -60,3 +61,19 @@ def output_format(args):
         return args.format
     name = str(args.output).lower()
     return "tiff" if "://" not in name and name.endswith((".tif", ".tiff")) else "precomputed"
+
+
+def add_volume_options(p, encodings=ENCODINGS[:2], default="raw"):
+    """--mip of a precomputed input and the options of a precomputed output (chunking,
+    `encodings` with its `default`, pyramid levels, JSON reference)."""
+    p.add_argument("--mip", type=int, default=0, help="precomputed input: the scale to read")
+    p.add_argument("--chunk-size", metavar="X,Y,Z",
+                   help="precomputed: chunk size in voxels (default 64,64,64, or 128,128,64 "
+                   "for anisotropic voxels)")
+    p.add_argument("--encoding", choices=encodings, default=default,
+                   help=f"precomputed: chunk encoding, {' or '.join(encodings)} (default {default})")
+    p.add_argument("--levels", type=int,
+                   help="precomputed: number of downsampled scales (default: until x and y fit "
+                   "in one chunk)")
+    p.add_argument("--reference", metavar="JSON",
+                   help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")

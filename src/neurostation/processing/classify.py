@@ -18,16 +18,15 @@ from ..analysis.objects.inputs import label_boxes, open_labels, read_labels
 from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..io.model_files import load_model, save_model
-from ..io.outputs import check_tiff_options, output_format
+from ..io.outputs import add_volume_options, check_tiff_options, output_format
+from ..io.precomputed import SEGMENTATION_ENCODINGS
 from ..io.sources import workdir
 from ..units import UNIT_NM
 from ..visualize.sources import open_volume_source
 from .features import KINDS, FeatureSet, sub_boxes
-from .filter import (BORDER_MODES, add_input_output, add_volume_options, sigma_voxels,
-                     write_precomputed, write_tiff)
+from .filter import BORDER_MODES, add_input_output, sigma_voxels, write_precomputed, write_tiff
 
 RESULTS = ("segmentation", "probabilities")
-SEGMENTATION_ENCODINGS = ("raw", "compressed_segmentation")
 MODEL_KIND = "pixel classifier"
 DEFAULT_SIGMAS = "1,2,4"
 # Options that describe the features: taken from the model file with --apply.

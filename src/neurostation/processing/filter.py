@@ -20,8 +20,8 @@ from ..chunks.halo import BORDER_MODES, HaloSource, footprint_halo, sigma_halo
 from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.volume import check_storable, write_reference, write_volume
-from ..io.outputs import check_tiff_options, output_format
-from ..io.precomputed import ENCODINGS, check_writable, to_url
+from ..io.outputs import add_volume_options, check_tiff_options, output_format
+from ..io.precomputed import check_writable, to_url
 from ..io.sources import workdir
 from ..io.tiff import write_ome_tiff
 from ..storage.scales import box_bytes
@@ -70,18 +70,6 @@ def add_parser(subparsers):
     add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="image")
     return p
-
-
-def add_volume_options(p, encodings=ENCODINGS[:2]):
-    """--mip of a precomputed input and the options of a precomputed output (chunking,
-    `encodings`, pyramid levels, JSON reference)."""
-    p.add_argument("--mip", type=int, default=0, help="precomputed input: the scale to read")
-    p.add_argument("--chunk-size", metavar="X,Y,Z", help="precomputed: chunk size in voxels")
-    p.add_argument("--encoding", choices=encodings, default="raw",
-                   help=f"precomputed: chunk encoding, {' or '.join(encodings)} (default raw)")
-    p.add_argument("--levels", type=int, help="precomputed: number of downsampled scales")
-    p.add_argument("--reference", metavar="JSON",
-                   help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
 
 
 def add_input_output(p):

@@ -15,8 +15,8 @@ import numpy as np
 from ..chunks.pool import add_parallel_arguments, resolve_jobs, run_tasks
 from ..errors import UserError
 from ..ingest.volume import DTYPES, check_storable, plan_volume, write_reference, write_volume
-from ..io.outputs import check_tiff_options, output_format
-from ..io.precomputed import check_writable, to_url
+from ..io.outputs import add_volume_options, check_tiff_options, output_format
+from ..io.precomputed import LABEL_ENCODING, SEGMENTATION_ENCODINGS, check_writable, to_url
 from ..io.tiff import write_ome_tiff
 from ..storage.write import first_box_size
 from ..units import (NUMBER, UNIT_NM, convert, min_voxels, normalize_unit, parse_min_size,
@@ -27,7 +27,6 @@ from .split import SplitSource, split_objects
 
 # --split-h: a number of voxel edges, or a length with a unit (1.5um, 200 nm).
 _LENGTH = re.compile(NUMBER + r"([a-zµμ]+)?\s*")
-ENCODING = "compressed_segmentation"  # default chunk encoding of label volumes
 
 
 def add_parser(subparsers):
@@ -40,7 +39,9 @@ def add_parser(subparsers):
         "object's first voxel (x fastest, then y, then z), which is cc3d's own numbering. "
         "Optionally drops objects smaller than --min-size or touching the volume's border "
         "(then renumbered 1..N). Writes a precomputed segmentation with its label pyramid (a "
-        "folder or URL) or a TIFF (axes ZYX) for small data. Memory: one box plus a table "
+        "folder or URL; compressed_segmentation chunks, Neuroglancer's encoding for labels, "
+        "some 40 times smaller than raw) or a TIFF (axes ZYX) for small data. Memory: one box "
+        "plus a table "
         "entry per object piece, never the volume.",
         epilog="example: neurostation label mask.ome.tif -o labels --connectivity 6 "
         "--min-size 10um3 --remove-border --jobs 4",
@@ -79,18 +80,7 @@ def add_parser(subparsers):
                    "when the input records none)")
     p.add_argument("--voxel-unit", default="nm", choices=sorted(UNIT_NM),
                    help="unit of --voxel-size (default nm)")
-    p.add_argument("--chunk-size", metavar="X,Y,Z",
-                   help="precomputed: chunk size (default 64,64,64, or 128,128,64 for "
-                   "anisotropic voxels)")
-    p.add_argument("--encoding", choices=("raw", "compressed_segmentation"), default=ENCODING,
-                   help="precomputed: chunk encoding (default compressed_segmentation, "
-                   "Neuroglancer's encoding for labels: some 40 times smaller than raw and "
-                   "faster to write)")
-    p.add_argument("--levels", type=int,
-                   help="precomputed: number of downsampled scales (default: until x and y fit "
-                   "in one chunk)")
-    p.add_argument("--reference", metavar="JSON",
-                   help="precomputed: also write a JSON reference {\"url\": ...} to the volume here")
+    add_volume_options(p, SEGMENTATION_ENCODINGS, LABEL_ENCODING)
     add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="segmentation")
     return p
@@ -171,14 +161,14 @@ def write_tiff(path, labels, voxel_nm, jobs):
 
 def run(args):
     kind = output_format(args)
-    check_tiff_options(args, ENCODING)
+    check_tiff_options(args, LABEL_ENCODING)
     size = parse_min_size(args.min_size) if args.min_size else None
     height = parse_split_h(args)
     jobs = resolve_jobs(args.jobs)
     url = to_url(args.output) if kind == "precomputed" else None
     work = tempfile.mkdtemp(prefix="neurostation-label-")
     try:
-        source = open_volume_source(args.input, work)
+        source = open_volume_source(args.input, work, mip=args.mip)
         check_channel(source, args.channel)
         if np.dtype(source.dtype).name not in DTYPES + ("float64", "bool"):
             raise UserError(f"{source.name} has data type {np.dtype(source.dtype).name}, which "

@@ -18,10 +18,10 @@ from ..chunks.boxes import Box
 from ..chunks.halo import BORDER_MODES, read_with_halo
 from ..chunks.pool import resolve_jobs
 from ..errors import UserError
-from ..io.outputs import check_tiff_options, output_format
+from ..io.outputs import add_volume_options, check_tiff_options, output_format
 from ..io.sources import workdir
 from ..visualize.sources import check_channel, open_volume_source
-from .filter import add_input_output, add_volume_options, write_precomputed, write_tiff
+from .filter import add_input_output, write_precomputed, write_tiff
 from .onnx_model import OnnxModel
 
 MODES = ("probabilities", "argmax", "threshold")

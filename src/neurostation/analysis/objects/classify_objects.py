@@ -13,9 +13,10 @@ import pandas as pd
 from ...chunks.pool import add_parallel_arguments, resolve_jobs
 from ...errors import UserError
 from ...io.model_files import load_model, save_model
-from ...io.outputs import check_tiff_options, output_format
+from ...io.outputs import add_volume_options, check_tiff_options, output_format
+from ...io.precomputed import SEGMENTATION_ENCODINGS
 from ...io.sources import workdir
-from ...processing.filter import add_volume_options, write_precomputed, write_tiff
+from ...processing.filter import write_precomputed, write_tiff
 from ..fmri.tables import read_tsv, to_numbers, write_frame
 from .inputs import open_labels, read_labels
 
@@ -60,7 +61,7 @@ def add_parser(subparsers):
     p.add_argument("--sample", help="the table's sample to use when it holds several")
     p.add_argument("--trees", type=int, default=100, help="trees in the forest (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random state of the forest (default 0)")
-    add_volume_options(p, ("raw", "compressed_segmentation"))
+    add_volume_options(p, SEGMENTATION_ENCODINGS)  # raw: it keeps the input's data type
     add_parallel_arguments(p)
     p.set_defaults(func=run, layer_type="segmentation")
     return p

@@ -68,7 +68,7 @@ class _BoxTask:
         values = None if self.intensity is None else self.intensity.read(box)[..., 0]
         cells, origin = read_cells(self.labels, box)
         moments = box_moments(crop_box(cells, origin, box), box.start, values)
-        return moments, surface_areas(cells, origin, self.spacing)
+        return moments, surface_areas(cells, self.spacing)
 
 
 def _merge_areas(parts):

@@ -5,11 +5,14 @@ Marching cubes works on the cells between neighbouring voxel centres. Each box i
 the next voxel up on every axis (a 1-voxel overlap), so the boxes own disjoint sets of cells
 that together cover the volume; zeros beyond the volume's faces close objects on its border.
 Two neighbouring boxes compute the vertices on their shared plane from the same two voxels, so
-the pieces meet exactly, and per-box areas add up to the area of the whole object's mesh.
+the pieces meet exactly, and per-box areas add up to the area of the whole object's mesh
+(`measure` adds up the per-cube areas without building the meshes).
 Surfaces are scikit-image's marching cubes (Lewiner, so the areas equal its mesh_surface_area)
 in voxel units, so vertices stay exact half-integers until they are scaled; zmesh (the mesher of
 Neuroglancer's igneous pipeline) simplifies them on request.
 """
+
+import functools
 
 import fastremap
 import numpy as np
@@ -77,10 +80,48 @@ def simplify(vertices, faces, reduction):
     return mesh.vertices, mesh.faces
 
 
-def surface_areas(cells, origin, spacing):
-    """(labels, areas) of the unsimplified surface pieces in `cells`, with voxels of `spacing`
-    (x, y, z): summed over all boxes, an object's marching-cubes surface area."""
-    found = [(label, mesh_surface_area(vertices * spacing, faces))
-             for label, vertices, faces in box_meshes(cells, origin)]
-    labels = np.array([label for label, _ in found], cells.dtype)  # the moments' label type
-    return labels, np.array([area for _, area in found], np.float64)
+# The corners of a marching cube, (dx, dy, dz); bit j of a cube's configuration is corner j.
+_CORNERS = [(dx, dy, dz) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+
+
+@functools.lru_cache(maxsize=8)
+def cube_areas(spacing):
+    """Area of scikit-image's marching-cubes surface (Lewiner, level 0.5) inside one cube of
+    voxels of `spacing` (x, y, z), for each of the 256 ways a label can hold its 8 corners. Each
+    cube's triangles depend on its own corners only, so an object's area is the sum over the
+    cubes it touches (tests: equal to meshing it whole)."""
+    table = np.zeros(256)
+    for config in range(1, 255):
+        cube = np.zeros((2, 2, 2), np.float32)
+        for j, corner in enumerate(_CORNERS):
+            cube[corner] = config >> j & 1
+        vertices, faces, _, _ = marching_cubes(cube, 0.5, allow_degenerate=False)
+        table[config] = mesh_surface_area(vertices * np.asarray(spacing), faces)
+    return table
+
+
+def surface_areas(cells, spacing):
+    """(labels, areas) of the marching-cubes surface pieces in `cells` (from read_cells), with
+    voxels of `spacing` (x, y, z): summed over all boxes, each object's surface area. Looks up
+    the area of every cube whose corners are not all one label (cube_areas) instead of meshing
+    each object: 2-3 times faster, and no loop over objects."""
+    table = cube_areas(tuple(float(s) for s in spacing))
+    nx, ny, nz = cells.shape
+    corners = [cells[dx:nx - 1 + dx, dy:ny - 1 + dy, dz:nz - 1 + dz] for dx, dy, dz in _CORNERS]
+    mixed = corners[1] != corners[0]
+    for corner in corners[2:]:
+        mixed |= corner != corners[0]
+    where = np.nonzero(mixed)
+    values = np.stack([corner[where] for corner in corners])  # (8, cubes)
+    labels, areas = [], []
+    for k in range(8):  # each label of a cube once, at its first corner
+        same = values == values[k]
+        config = np.packbits(same, axis=0, bitorder="little")[0]
+        keep = values[k] != 0
+        if k:
+            keep &= ~same[:k].any(0)
+        labels.append(values[k][keep])
+        areas.append(table[config[keep]])
+    found, inverse = np.unique(np.concatenate(labels), return_inverse=True)
+    return found.astype(cells.dtype), np.bincount(inverse, weights=np.concatenate(areas),
+                                                  minlength=len(found))
