@@ -2,6 +2,7 @@
 user does, the plugin page, Neuroglancer's readiness, Galaxy's record of the requests it served,
 and the reference numbers computed with the package's own libraries (TensorStore, numpy)."""
 
+import contextlib
 import io
 import json
 import os
@@ -51,6 +52,18 @@ def upload_directory(gi, history_id, folder, ext, tmp_path):
     gi.datasets.wait_for_dataset(dataset["id"], maxwait=600)
     archive.unlink()
     return gi.datasets.show_dataset(dataset["id"])
+
+
+@contextlib.contextmanager
+def history_with_volume(gi, name, folder, tmp_path):
+    """(history, dataset): a new history holding `folder` uploaded as a precomputed directory
+    dataset; the history is purged afterwards."""
+    history = gi.histories.create_history(name)
+    try:
+        yield history, upload_directory(gi, history["id"], folder, "neuroglancer_precomputed",
+                                        tmp_path)
+    finally:
+        gi.histories.delete_history(history["id"], purge=True)
 
 
 def paste_json(gi, history_id, content, name=None):

@@ -9,8 +9,8 @@ import os
 import time
 
 import pytest
-from galaxy_viewer import (PLUGIN_FRAME, TEST_DATA, galaxy_requests, login, open_plugin,
-                           paste_json, pixels, upload_directory, viewer_state, wait_ready)
+from galaxy_viewer import (PLUGIN_FRAME, TEST_DATA, galaxy_requests, history_with_volume, login,
+                           open_plugin, paste_json, pixels, viewer_state, wait_ready)
 
 LABELS = os.path.join(TEST_DATA, "labels_vol")
 
@@ -19,15 +19,13 @@ LABELS = os.path.join(TEST_DATA, "labels_vol")
 def meshed(user, tmp_path_factory):
     """The tool's output dataset (a precomputed copy of labels_vol with meshes)."""
     gi = user["gi"]
-    history = gi.histories.create_history("mesh view test")
-    labels = upload_directory(gi, history["id"], LABELS, "neuroglancer_precomputed",
-                              tmp_path_factory.mktemp("upload"))
-    run = gi.tools.run_tool(history["id"], "ns_build_meshes",
-                            {"input": {"src": "hda", "id": labels["id"]}})
-    output = next(o for o in run["outputs"] if o["output_name"] == "output")
-    gi.datasets.wait_for_dataset(output["id"], maxwait=600)
-    yield history, output
-    gi.histories.delete_history(history["id"], purge=True)
+    with history_with_volume(gi, "mesh view test", LABELS,
+                             tmp_path_factory.mktemp("upload")) as (history, labels):
+        run = gi.tools.run_tool(history["id"], "ns_build_meshes",
+                                {"input": {"src": "hda", "id": labels["id"]}})
+        output = next(o for o in run["outputs"] if o["output_name"] == "output")
+        gi.datasets.wait_for_dataset(output["id"], maxwait=600)
+        yield history, output
 
 
 def state(galaxy_url, dataset_id, segments):

@@ -13,21 +13,19 @@ import time
 
 import numpy as np
 import pytest
-from galaxy_viewer import (CHUNK, PLUGIN_FRAME, TEST_DATA, VIEWER, galaxy_requests, login,
-                           open_plugin, paste_json, pixels, upload_directory, wait_ready)
+from galaxy_viewer import (CHUNK, PLUGIN_FRAME, TEST_DATA, VIEWER, galaxy_requests,
+                           history_with_volume, login, open_plugin, paste_json, pixels,
+                           wait_ready)
 
 VOLUME = os.path.join(TEST_DATA, "vol_ome")
 
 
 @pytest.fixture(scope="module")
 def volume(user, tmp_path_factory):
-    gi = user["gi"]
-    history = gi.histories.create_history("neuroglancer view test")
-    dataset = upload_directory(gi, history["id"], VOLUME, "neuroglancer_precomputed",
-                               tmp_path_factory.mktemp("upload"))
-    assert dataset["extension"] == "neuroglancer_precomputed" and dataset["state"] == "ok"
-    yield dataset
-    gi.histories.delete_history(history["id"], purge=True)
+    with history_with_volume(user["gi"], "neuroglancer view test", VOLUME,
+                             tmp_path_factory.mktemp("upload")) as (_, dataset):
+        assert dataset["extension"] == "neuroglancer_precomputed" and dataset["state"] == "ok"
+        yield dataset
 
 
 def test_plugin_is_offered_for_precomputed_datasets(user, volume):
