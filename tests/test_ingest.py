@@ -90,3 +90,27 @@ def test_truncated_input_leaves_no_complete_volume(tmp_path, cli, data):
 def test_unwritable_output(cli, data, url):
     message = _error(cli("ingest", data("stack.ome.tif"), "-o", url))
     assert message.startswith("error:") and url.split("://")[0] in message
+
+
+@pytest.mark.parametrize("samples", [1, 3])
+def test_tiff_boxes_read_alike_mapped_or_decoded(tmp_path, samples):
+    """A box of an uncompressed stack (memory-mapped), of the same stack zlib-compressed (read
+    through tifffile's zarr view) and big-endian: all equal to the array itself."""
+    from neurostation.chunks.boxes import Box
+    from neurostation.io.sources import TiffStack
+
+    rng = np.random.default_rng(5)
+    shape = (6, 20, 24) + ((samples,) if samples > 1 else ())
+    zyx = rng.integers(0, 60000, shape).astype(np.uint16)
+    box = Box((3, 5, 1), (17, 19, 5))
+    expected = zyx[1:5, 5:19, 3:17]
+    kinds = {"plain": {}, "zlib": {"compression": "zlib"}, "big": {"byteorder": ">"}}
+    for name, options in kinds.items():
+        path = tmp_path / f"{name}.tif"
+        tifffile.imwrite(path, zyx, photometric="rgb" if samples > 1 else "minisblack",
+                         metadata={"axes": "ZYXS" if samples > 1 else "ZYX"}, **options)
+        stack = TiffStack(str(path), path.name)
+        assert (stack.stored[1] is None) == (name == "zlib")  # only the zlib file is decoded
+        data = stack.read(box)  # (x, y, z, c)
+        assert data.dtype == np.uint16 and data.shape == (14, 14, 4, samples)
+        np.testing.assert_array_equal(data.transpose(2, 1, 0, 3).reshape(expected.shape), expected)

@@ -62,18 +62,21 @@ class TiffStack:
         self.stored = facts["shape"], facts["data_offset"], self.dtype.newbyteorder(facts["byteorder"])
 
     def read(self, box):
-        (x0, y0, z0), (x1, y1, z1) = box.start, box.stop
         shape, offset, dtype = self.stored
         if offset is not None:
             # a copy, not a view: a view keeps the file's pages mapped (and counted in the
             # process's memory) as long as any array derived from it lives
-            arr = np.memmap(self.path, dtype, mode="r", offset=offset, shape=shape)
-            region = np.array(arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None])
-            return _to_xyzc(region.astype(self.dtype, copy=False), self.channels)
-        with open_tiff(self.path, check=False) as tif:  # checked by describe_tiff
-            arr = zarr_view(tif)
-            region = arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None]
-        return _to_xyzc(np.asarray(region), self.channels)
+            mapped = np.memmap(self.path, dtype, mode="r", offset=offset, shape=shape)
+            region = np.array(self._region(mapped, box)).astype(self.dtype, copy=False)
+        else:
+            with open_tiff(self.path, check=False) as tif:  # checked by describe_tiff
+                region = np.asarray(self._region(zarr_view(tif), box))
+        return _to_xyzc(region, self.channels)
+
+    def _region(self, arr, box):
+        """The box of the stored (z, y, x[, s]) array (a 2D image is one plane)."""
+        (x0, y0, z0), (x1, y1, z1) = box.start, box.stop
+        return arr[z0:z1, y0:y1, x0:x1] if "Z" in self.axes else arr[y0:y1, x0:x1][None]
 
 
 class SliceList:
