@@ -106,22 +106,46 @@ def surface_areas(cells, spacing):
     the area of every cube whose corners are not all one label (cube_areas) instead of meshing
     each object: 2-3 times faster, and no loop over objects."""
     table = cube_areas(tuple(float(s) for s in spacing))
-    nx, ny, nz = cells.shape
-    corners = [cells[dx:nx - 1 + dx, dy:ny - 1 + dy, dz:nz - 1 + dz] for dx, dy, dz in _CORNERS]
-    mixed = corners[1] != corners[0]
-    for corner in corners[2:]:
-        mixed |= corner != corners[0]
-    where = np.nonzero(mixed)
-    values = np.stack([corner[where] for corner in corners])  # (8, cubes)
-    labels, areas = [], []
-    for k in range(8):  # each label of a cube once, at its first corner
+    values = _mixed_cubes(cells)
+    label = values.max(axis=0)
+    inside = values != 0
+    config = _corner_bits(inside)
+    multi = (inside & (values != label)).any(axis=0)  # two labels (not just 0) share a cube
+    labels, areas = [label[~multi]], [table[config[~multi]]]
+    values = values[:, multi]
+    for k in range(8):  # each label of such a cube once, at its first corner
         same = values == values[k]
-        config = np.packbits(same, axis=0, bitorder="little")[0]
-        keep = values[k] != 0
-        if k:
-            keep &= ~same[:k].any(0)
+        keep = (values[k] != 0) & ~same[:k].any(axis=0)
         labels.append(values[k][keep])
-        areas.append(table[config[keep]])
+        areas.append(table[_corner_bits(same)[keep]])
     found, inverse = np.unique(np.concatenate(labels), return_inverse=True)
     return found.astype(cells.dtype), np.bincount(inverse, weights=np.concatenate(areas),
                                                   minlength=len(found))
+
+
+def _mixed_cubes(cells):
+    """The corner labels (8, cubes) of the cubes of `cells` whose corners are not all equal.
+    A cube is uniform iff 7 of its edges are (4 along x, 2 along y at x0, 1 along z at x0,
+    y0), so each axis' differences are taken once; the work runs in the array's memory order."""
+    if not (cells.flags.c_contiguous or cells.flags.f_contiguous):
+        cells = np.ascontiguousarray(cells)
+    step = [s // cells.itemsize for s in cells.strides]
+    c = cells if cells.flags.c_contiguous else cells.T  # the same memory in C order
+    dx, dy, dz = c[1:] != c[:-1], c[:, 1:] != c[:, :-1], c[:, :, 1:] != c[:, :, :-1]
+    mixed = np.zeros(c.shape, bool)
+    inner = mixed[:-1, :-1, :-1]
+    np.logical_or(dx[:, :-1, :-1], dx[:, 1:, :-1], out=inner)
+    for edges in (dx[:, :-1, 1:], dx[:, 1:, 1:], dy[:-1, :, :-1], dy[:-1, :, 1:], dz[:-1, :-1]):
+        inner |= edges
+    first = np.flatnonzero(mixed)  # each mixed cube's first corner, as an offset in memory
+    flat = c.ravel()
+    return np.stack([flat[first + (dx * step[0] + dy * step[1] + dz * step[2])]
+                     for dx, dy, dz in _CORNERS])
+
+
+def _corner_bits(flags):
+    """Cube configurations (uint8, bit j = corner j) of flags (8, cubes)."""
+    bits = flags[0].astype(np.uint8)
+    for j in range(1, 8):
+        bits |= flags[j].view(np.uint8) << j
+    return bits
