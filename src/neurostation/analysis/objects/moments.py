@@ -64,16 +64,42 @@ def _merge_values(inverse, count, total, values):
 
 def box_moments(labels, origin, values=None):
     """Moments of one box: `labels` an (x, y, z) integer array whose first voxel lies at
-    `origin` (x, y, z) of the volume, `values` the intensities of the same box or None."""
-    inside = labels != 0
-    keys = labels[inside]
-    position = np.column_stack(np.nonzero(inside)).astype(np.int64) + np.asarray(origin, np.int64)
-    count = np.ones(len(keys))
+    `origin` (x, y, z) of the volume, `values` the intensities of the same box or None.
+    The foreground voxels are taken in memory order and sorted by label once; every per-label
+    sum, minimum and maximum is then a reduction over a run of that order."""
+    flip = abs(labels.strides[0]) < abs(labels.strides[-1])  # x fastest: walk it as (z, y, x)
+    view = labels.T if flip else labels
+    inside = view != 0
+    keys = view[inside]
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(keys[1:] != keys[:-1]) + 1  # where each label's run begins
+    starts = np.concatenate([[0], starts]) if len(keys) else starts
+    count = np.diff(np.append(starts, len(keys)))
+    local = np.column_stack(np.nonzero(inside)[::-1] if flip else np.nonzero(inside))[order]
+    lo, hi, mean, m2 = _runs(local, starts, count)
     data = None
     if values is not None:
-        v = values[inside].astype(np.float64)
-        data = {"mean": v, "m2": None, "min": v, "max": v}
-    return _merge_rows(keys, count, position.astype(np.float64), None, position, position, data)
+        v = (values.T if flip else values)[inside][order].astype(np.float64)
+        low, high, centre, spread = _runs(v[:, None], starts, count)
+        data = {"mean": centre[:, 0], "m2": spread[:, 0], "min": low[:, 0], "max": high[:, 0]}
+    at = np.asarray(origin, np.int64)
+    return Moments(keys[starts], count.astype(np.int64), mean + at, m2,
+                   lo + at, hi + at, data)
+
+
+def _runs(rows, starts, count):
+    """Minimum, maximum, mean and central second moments (PAIRS of the columns, or the one
+    column's) of `rows` (n, k) over the runs beginning at `starts`."""
+    if not len(starts):
+        k = rows.shape[1]
+        return (np.zeros((0, k), rows.dtype),) * 2 + (np.zeros((0, k)), np.zeros((0, 6)))
+    mean = np.add.reduceat(rows, starts, axis=0) / count[:, None]
+    dev = rows - np.repeat(mean, count, axis=0)
+    pairs = PAIRS if rows.shape[1] == 3 else ((0, 0),)
+    m2 = np.column_stack([np.add.reduceat(dev[:, i] * dev[:, j], starts) for i, j in pairs])
+    return (np.minimum.reduceat(rows, starts, axis=0), np.maximum.reduceat(rows, starts, axis=0),
+            mean, m2)
 
 
 def merge_moments(parts):
