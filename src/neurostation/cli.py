@@ -5,6 +5,7 @@ keeps its traceback (exit 1).
 """
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -81,5 +82,14 @@ def main(argv=None):
     return 0
 
 
+def entry():
+    """The `neurostation` command: main(), then exit without the interpreter's last garbage
+    collection walking every object of the loaded libraries (0.25 s of a 1.7 s label run);
+    callers of main() in a longer-lived process keep their collections."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
