@@ -4,10 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neurostation.analysis.fmri import tables
 from neurostation.analysis.fmri.tables import write_frame
 
 
-def test_write_frame_matches_pandas_to_csv(tmp_path):
+def test_write_frame_matches_pandas_to_csv(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "ROWS_AT_ONCE", 4)  # 6 rows: written in two slices
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({
         "label": np.arange(1, 7, dtype=np.uint32),

@@ -10,15 +10,19 @@ from ...errors import UserError
 from ...io.outputs import staged_file
 
 
+ROWS_AT_ONCE = 8192  # rows formatted at a time: memory does not grow with the table
+
+
 def write_frame(path, frame):
     """Write a DataFrame as TSV (12 significant digits, `n/a` for missing) atomically, as
-    pandas' to_csv with float_format="%.12g" would, but 3 times faster (that formatting path
+    pandas' to_csv with float_format="%.12g" would, but twice as fast (that formatting path
     took a tenth of a measure run on 24,000 objects)."""
-    columns = [_texts(column) for _, column in frame.items()]
     with staged_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, delimiter="\t", lineterminator="\n")
         writer.writerow(frame.columns)
-        writer.writerows(zip(*columns))
+        for start in range(0, len(frame), ROWS_AT_ONCE):  # text of a slice at a time
+            part = frame.iloc[start:start + ROWS_AT_ONCE]
+            writer.writerows(zip(*(_texts(column) for _, column in part.items())))
 
 
 def _texts(column):
