@@ -1,5 +1,5 @@
 """`neurostation mesh`: meshes made box by box (many small boxes) equal the marching-cubes
-surface of each whole object in memory (scikit-image), are watertight once welded across box
+surface of each whole object in memory (scikit-image), are welded watertight across box
 borders, sit inside the object's physical box, and the Neuroglancer legacy files and the OBJ /
 PLY / STL exports say the same; bad input stops with one line and leaves no output."""
 
@@ -14,7 +14,7 @@ from skimage.measure import marching_cubes, mesh_surface_area
 
 from neurostation.cli import main
 from neurostation.io.precomputed import write_record
-from neurostation.visualize.mesh_files import decode_fragment, weld
+from neurostation.visualize.mesh_files import decode_fragment
 
 VOXEL_UM = (0.5, 0.5, 1.0)  # x, y, z
 SHAPE_ZYX = (14, 27, 30)
@@ -55,13 +55,16 @@ def edge_uses(faces):
 
 
 def read_legacy(volume, label):
-    """The welded mesh of `label` from a precomputed volume's legacy mesh files."""
+    """The mesh of `label` from a precomputed volume's legacy mesh files: one fragment per
+    object, already welded (no two vertices at one position)."""
     info = json.load(open(volume / "info"))
     mesh_dir = volume / info["mesh"]
     assert json.load(open(mesh_dir / "info")) == {"@type": "neuroglancer_legacy_mesh"}
     manifest = json.load(open(mesh_dir / f"{label}:0"))
-    pieces = [decode_fragment((mesh_dir / name).read_bytes()) for name in manifest["fragments"]]
-    return weld(pieces), len(pieces)
+    assert manifest == {"fragments": [f"{label}:0:all"]}
+    vertices, faces = decode_fragment((mesh_dir / manifest["fragments"][0]).read_bytes())
+    assert len(np.unique(vertices, axis=0)) == len(vertices)
+    return vertices, faces
 
 
 def read_obj(path):
@@ -78,9 +81,8 @@ def test_meshes_equal_marching_cubes_in_memory(labels_file, small_boxes, tmp_pat
     assert main(["mesh", path, "-o", str(volume), "--export", str(export), "--jobs", str(jobs)]) == 0
     spacing_nm = np.array(VOXEL_UM) * 1000
     for label in (SPHERE, BLOCK):
-        (vertices, faces), fragments = read_legacy(volume, label)
-        assert fragments >= 4  # the object was cut by several boxes
-        assert (edge_uses(faces) == 2).all()  # watertight after welding across box borders
+        vertices, faces = read_legacy(volume, label)  # cut by several boxes, welded
+        assert (edge_uses(faces) == 2).all()  # watertight across the box borders
         area = mesh_surface_area(vertices.astype(np.float64), faces)
         assert area == pytest.approx(reference_area(labels, label, tuple(spacing_nm[::-1])),
                                      rel=1e-6)
@@ -95,7 +97,7 @@ def test_meshes_equal_marching_cubes_in_memory(labels_file, small_boxes, tmp_pat
         assert mesh_surface_area(obj_vertices, obj_faces) == pytest.approx(area, rel=1e-6)
     # the ball's area is 4 pi r^2 plus the staircase of its voxels, which marching cubes on a
     # binary image keeps: 12 % more here (10 voxels across the radius in x and y, 5 in z)
-    (vertices, faces), _ = read_legacy(volume, SPHERE)
+    vertices, faces = read_legacy(volume, SPHERE)
     ratio = mesh_surface_area(vertices.astype(np.float64), faces) / 1e6 / (4 * np.pi * RADIUS_UM ** 2)
     assert 1.0 < ratio < 1.15
     assert sorted(os.listdir(export)) == ["label_5.obj", "label_9.obj"]
@@ -173,7 +175,7 @@ def test_precomputed_input_keeps_its_offset(small_boxes, tmp_path):  # noqa: F81
     info = json.load(open(out / "info"))
     assert info["scales"][0]["voxel_offset"] == list(offset) and info["mesh"] == "mesh"
     assert json.load(open(out / "neurostation.json"))["command"] == "test"
-    (vertices, faces), _ = read_legacy(out, 42)
+    vertices, faces = read_legacy(out, 42)
     assert (edge_uses(faces) == 2).all()
     low = (np.array(offset) + (3, 2, 1)) * res
     high = (np.array(offset) + (9, 7, 5)) * res
@@ -213,8 +215,8 @@ def test_output_folder_not_empty(data, cli, tmp_path):
 
 
 def test_on_a_dask_cluster_equals_local(labels_file, small_boxes, tmp_path):  # noqa: F811
-    """--scheduler: the boxes run on a Dask cluster on loopback; every fragment file equals the
-    local run's byte for byte."""
+    """--scheduler: the boxes (and the welding) run on a Dask cluster on loopback; every mesh
+    file equals the local run's byte for byte."""
     from distributed import LocalCluster
 
     path, _ = labels_file
@@ -224,7 +226,8 @@ def test_on_a_dask_cluster_equals_local(labels_file, small_boxes, tmp_path):  # 
                       dashboard_address=None) as cluster:
         assert main(["mesh", path, "-o", str(remote), "--scheduler", cluster.scheduler_address]) == 0
     names = sorted(os.listdir(local / "mesh"))
-    assert names == sorted(os.listdir(remote / "mesh")) and len(names) > 40
+    assert names == sorted(os.listdir(remote / "mesh")) == ["5:0", "5:0:all", "9:0", "9:0:all",
+                                                           "info"]
     for name in names:
         assert (local / "mesh" / name).read_bytes() == (remote / "mesh" / name).read_bytes(), name
 
@@ -239,7 +242,7 @@ def test_json_reference_input_is_written_anew(data, tmp_path):
     source = CloudVolume(f"file://{data('labels_vol')}")[:, :, :]
     assert np.array_equal(CloudVolume(f"file://{out}")[:, :, :], source)
     for label in (1, 2, 3):
-        (vertices, faces), _ = read_legacy(out, label)
+        vertices, faces = read_legacy(out, label)
         assert (edge_uses(faces) == 2).all()
         low = np.argwhere(source[..., 0] == label).min(axis=0) * (250, 250, 1000)
         assert np.allclose(vertices.min(axis=0), low)

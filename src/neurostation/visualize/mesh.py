@@ -1,7 +1,8 @@
 """`neurostation mesh`: surface meshes of every object of a label volume, box by box, as
 Neuroglancer precomputed meshes attached to a copy of the segmentation (the viewer shows
 them) and as OBJ / PLY / STL files for chosen objects. Pieces of an object from neighbouring
-boxes meet exactly (see analysis/objects/meshing.py), so exported files are welded watertight.
+boxes meet exactly (see analysis/objects/meshing.py); each object's pieces are then welded into
+one watertight mesh: one fragment file per object, whatever the number of boxes it crosses.
 """
 
 import json
@@ -33,10 +34,10 @@ def add_parser(subparsers):
         "label volume (TIFF/OME-TIFF, NIfTI, precomputed segmentation, URL or JSON reference), "
         "made box by box with a 1-voxel overlap so the pieces meet exactly, in physical units "
         "(nm, Neuroglancer's coordinates: voxel i spans offset + i to offset + i + 1 voxels). "
-        "-o writes a precomputed segmentation with the meshes attached (legacy format: one "
-        "fragment per object and box), --export writes one OBJ, PLY or STL file per object "
-        "(pieces welded). --reduction simplifies (zmesh's quadric simplifier) keeping the "
-        "pieces' rims, so they still meet.",
+        "-o writes a precomputed segmentation with the meshes attached (legacy format: each "
+        "object's pieces welded into one fragment), --export writes one OBJ, PLY or STL file "
+        "per object. --reduction simplifies (zmesh's quadric simplifier) keeping the pieces' "
+        "rims, so they still meet.",
         epilog="example: neurostation mesh ./labels -o ./labels_meshed --export meshes "
         "--labels 1,5,7 --export-format stl --reduction 4",
     )
@@ -64,9 +65,13 @@ def add_parser(subparsers):
     return p
 
 
+# Objects welded per task (the last step runs over batches of objects, not boxes).
+WELD_BATCH = 256
+
+
 class MeshBox:
-    """Mesh one box and write a legacy fragment per object found in it; returns
-    [(label, fragment name, triangles)]. Picklable, for the process pool."""
+    """Mesh one box and write a piece (legacy fragment encoding) per object found in it;
+    returns [(label, piece name, triangles)]. Picklable, for the process pool."""
 
     def __init__(self, source, folder, voxel_nm, offset, reduction):
         self.source, self.folder, self.reduction = source, folder, reduction
@@ -76,7 +81,7 @@ class MeshBox:
         cells, origin = read_cells(self.source, box)
         found = []
         for label, vertices, faces in box_meshes(cells, origin, self.reduction):
-            name = f"{label}:0:{box.key}"
+            name = f"{label}:{box.key}"
             nm = ((vertices + self.offset + 0.5) * self.voxel_nm).astype(np.float32)
             with open(os.path.join(self.folder, name), "wb") as out:
                 out.write(encode_fragment(nm, faces))
@@ -138,23 +143,50 @@ def volume_frame(args, source):
     return voxel_nm, (0, 0, 0), False
 
 
-def export_meshes(folder, fragments, labels, target, kind):
-    """Weld each chosen object's fragments into one mesh file in `target`."""
-    os.makedirs(target)
-    for label in sorted(labels):
-        pieces = []
-        for name in fragments[label]:
-            with open(os.path.join(folder, name), "rb") as handle:
-                pieces.append(decode_fragment(handle.read()))
-        vertices, faces = weld(pieces)
-        write_mesh(os.path.join(target, f"label_{label}.{kind}"), vertices, faces, kind)
+class WeldObjects:
+    """Weld each object's pieces (vertices at equal positions merged) into one mesh: written as
+    the object's legacy fragment `<id>:0:all` in `mesh_dir` and, for the chosen objects
+    (`wanted`, None: all), as an export file in `export_dir`; either folder may be None.
+    Called with [(label, piece names)]; picklable."""
+
+    def __init__(self, pieces_dir, mesh_dir, export_dir, kind, wanted):
+        self.pieces_dir, self.mesh_dir, self.export_dir = pieces_dir, mesh_dir, export_dir
+        self.kind, self.wanted = kind, wanted
+
+    def __call__(self, batch):
+        for label, names in batch:
+            pieces = []
+            for name in names:
+                with open(os.path.join(self.pieces_dir, name), "rb") as handle:
+                    pieces.append(decode_fragment(handle.read()))
+            vertices, faces = weld(pieces)
+            if self.mesh_dir:
+                with open(os.path.join(self.mesh_dir, fragment_name(label)), "wb") as out:
+                    out.write(encode_fragment(vertices, faces))
+            if self.export_dir and (self.wanted is None or label in self.wanted):
+                write_mesh(os.path.join(self.export_dir, f"label_{label}.{self.kind}"), vertices,
+                           faces, self.kind)
+        return len(batch)
 
 
-def attach_meshes(volume, folder, fragments):
+def fragment_name(label):
+    """The file of an object's welded mesh in the mesh folder (its manifest is `<id>:0`)."""
+    return f"{label}:0:all"
+
+
+def weld_objects(pieces, task, jobs):
+    """Run `task` (WeldObjects) over the objects in batches of WELD_BATCH."""
+    items = sorted(pieces.items())
+    batches = [items[i:i + WELD_BATCH] for i in range(0, len(items), WELD_BATCH)]
+    for _ in run_tasks(task, batches, jobs, desc="welding objects"):
+        pass
+
+
+def attach_meshes(volume, folder, labels):
     """Manifests `<id>:0`, mesh/info and the `mesh` key of the segmentation's info."""
-    for label, names in fragments.items():
+    for label in labels:
         with open(os.path.join(folder, f"{label}:0"), "w", encoding="utf-8") as out:
-            json.dump({"fragments": names}, out)
+            json.dump({"fragments": [fragment_name(label)]}, out)
     with open(os.path.join(folder, "info"), "w", encoding="utf-8") as out:
         json.dump({"@type": "neuroglancer_legacy_mesh"}, out)
     info_path = os.path.join(volume, "info")
@@ -193,45 +225,49 @@ def run(args):
     try:
         source = open_labels(args.input, work)
         voxel_nm, offset, copy = volume_frame(args, source)
-        volume = os.path.join(work, "volume")
-        folder = os.path.join(volume, MESH_DIR)
+        volume, folder = os.path.join(work, "volume"), os.path.join(work, "pieces")
         os.makedirs(folder)
-        fragments, triangles = {}, 0
+        pieces, triangles = {}, 0
         task = MeshBox(source, folder, voxel_nm, offset, args.reduction)
         for found in run_tasks(task, label_boxes(source), jobs, desc="meshing boxes"):
             for label, name, count in found:
-                fragments.setdefault(label, []).append(name)
+                pieces.setdefault(label, []).append(name)
                 triangles += count
-        for names in fragments.values():
+        for names in pieces.values():
             names.sort()  # boxes end in any order; files do not depend on it
-        if not fragments:
+        if not pieces:
             raise UserError(f"{source.name} holds no object (every voxel is 0): nothing to mesh")
-        missing = sorted((wanted or set()) - fragments.keys())
+        missing = sorted((wanted or set()) - pieces.keys())
         if missing:
             raise UserError(f"--labels names {','.join(map(str, missing))}, not in "
-                            f"{source.name}; its objects are {describe_labels(fragments)}")
-        if args.export:
-            export_meshes(folder, fragments, wanted or fragments.keys(),
-                          os.path.join(work, "export"), args.export_format)
+                            f"{source.name}; its objects are {describe_labels(pieces)}")
+        mesh_dir = os.path.join(volume, MESH_DIR) if args.output else None
+        export_dir = os.path.join(work, "export") if args.export else None
+        for made in (mesh_dir, export_dir):
+            if made:
+                os.makedirs(made)
+        welded = pieces if args.output or wanted is None else {k: pieces[k] for k in wanted}
+        weld_objects(welded, WeldObjects(folder, mesh_dir, export_dir, args.export_format,
+                                         wanted), jobs)
         if args.output:
             write_segmentation(args, source, volume, voxel_nm, copy, jobs)
-            attach_meshes(volume, folder, fragments)
+            attach_meshes(volume, mesh_dir, pieces)
             kept = read_record(to_url(args.input if copy else volume)) or {}
             record = {k: v for k, v in kept.items() if k not in ("complete", "neurostation_version")}
             write_record(to_url(volume), **record, meshes={
-                "objects": len(fragments), "triangles": triangles, "reduction": args.reduction,
+                "objects": len(pieces), "triangles": triangles, "reduction": args.reduction,
                 "source": source.name})
             publish(volume, args.output)
         if args.export:
-            publish(os.path.join(work, "export"), args.export)
+            publish(export_dir, args.export)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"meshed {len(fragments)} objects: {triangles} triangles in "
-          f"{sum(map(len, fragments.values()))} fragments")
+    print(f"meshed {len(pieces)} objects: {triangles} triangles, welded from "
+          f"{sum(map(len, pieces.values()))} box pieces")
 
 
-def describe_labels(fragments):
+def describe_labels(pieces):
     """The labels found, shortened when there are many."""
-    labels = sorted(fragments)
+    labels = sorted(pieces)
     shown = ",".join(map(str, labels[:10]))
     return shown + (f",... ({len(labels)} in all)" if len(labels) > 10 else "")
