@@ -14,6 +14,7 @@ from skimage.measure import marching_cubes, mesh_surface_area
 
 from neurostation.cli import main
 from neurostation.io.precomputed import write_record
+from neurostation.visualize import mesh
 from neurostation.visualize.mesh_files import decode_fragment
 
 VOXEL_UM = (0.5, 0.5, 1.0)  # x, y, z
@@ -61,7 +62,7 @@ def read_legacy(volume, label):
     mesh_dir = volume / info["mesh"]
     assert json.load(open(mesh_dir / "info")) == {"@type": "neuroglancer_legacy_mesh"}
     manifest = json.load(open(mesh_dir / f"{label}:0"))
-    assert manifest == {"fragments": [f"{label}:0:all"]}
+    assert manifest == {"fragments": [f"{label}:0:0"]}
     vertices, faces = decode_fragment((mesh_dir / manifest["fragments"][0]).read_bytes())
     assert len(np.unique(vertices, axis=0)) == len(vertices)
     return vertices, faces
@@ -104,6 +105,29 @@ def test_meshes_equal_marching_cubes_in_memory(labels_file, small_boxes, tmp_pat
     record = json.load(open(volume / "neurostation.json"))
     assert record["complete"] and record["meshes"]["objects"] == 2
     assert np.array_equal(CloudVolume(f"file://{volume}")[:, :, :][..., 0].T, labels)
+
+
+def test_large_objects_are_split_into_several_fragments(labels_file, small_boxes, tmp_path,  # noqa: F811
+                                                         monkeypatch):
+    """An object of more triangles than FRAGMENT_TRIANGLES gets several fragments, each of
+    consecutive pieces welded; together they weld into the one-fragment mesh."""
+    path, _ = labels_file
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["mesh", path, "-o", str(whole)]) == 0
+    monkeypatch.setattr(mesh, "FRAGMENT_TRIANGLES", 300)
+    assert main(["mesh", path, "-o", str(split)]) == 0
+    vertices, faces = read_legacy(whole, SPHERE)
+    names = json.load(open(split / "mesh" / f"{SPHERE}:0"))["fragments"]
+    assert len(names) > 2 and names == [f"{SPHERE}:0:{i}" for i in range(len(names))]
+    pieces = [decode_fragment((split / "mesh" / name).read_bytes()) for name in names]
+    assert all(0 < len(f) for _, f in pieces)
+    # welded here by comparing every vertex (fragments are not box pieces)
+    every = np.concatenate([v for v, _ in pieces])
+    starts = np.cumsum([0] + [len(v) for v, _ in pieces[:-1]])
+    unique, index = np.unique(every, axis=0, return_inverse=True)
+    joined = index.reshape(-1)[np.concatenate([f + s for (_, f), s in zip(pieces, starts)])]
+    assert len(joined) == len(faces) and (edge_uses(joined) == 2).all()
+    assert np.array_equal(unique, np.unique(vertices, axis=0))
 
 
 def test_block_area_is_the_analytic_one(labels_file, tmp_path):
@@ -226,7 +250,7 @@ def test_on_a_dask_cluster_equals_local(labels_file, small_boxes, tmp_path):  # 
                       dashboard_address=None) as cluster:
         assert main(["mesh", path, "-o", str(remote), "--scheduler", cluster.scheduler_address]) == 0
     names = sorted(os.listdir(local / "mesh"))
-    assert names == sorted(os.listdir(remote / "mesh")) == ["5:0", "5:0:all", "9:0", "9:0:all",
+    assert names == sorted(os.listdir(remote / "mesh")) == ["5:0", "5:0:0", "9:0", "9:0:0",
                                                            "info"]
     for name in names:
         assert (local / "mesh" / name).read_bytes() == (remote / "mesh" / name).read_bytes(), name

@@ -68,7 +68,7 @@ def test_viewer_fetches_and_draws_the_meshes(page, galaxy_url, user, meshed, scr
             paths = {path.replace("%3A", ":") for _, path, _ in requests}
             for label in segments:
                 assert f"{prefix}{label}:0" in paths, sorted(paths)
-                assert f"{prefix}{label}:0:all" in paths, sorted(paths)
+                assert f"{prefix}{label}:0:0" in paths, sorted(paths)
             assert {status for *_, status in requests} == {200}, requests
     assert fractions[3] > 0.02 and fractions[0] < fractions[3] / 10, fractions
     assert page.errors == [], page.errors

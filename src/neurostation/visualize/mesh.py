@@ -2,7 +2,8 @@
 Neuroglancer precomputed meshes attached to a copy of the segmentation (the viewer shows
 them) and as OBJ / PLY / STL files for chosen objects. Pieces of an object from neighbouring
 boxes meet exactly (see analysis/objects/meshing.py); each object's pieces are then welded into
-one watertight mesh: one fragment file per object, whatever the number of boxes it crosses.
+fragments of at most FRAGMENT_TRIANGLES triangles: one file for all but very large objects,
+while memory stays bounded for objects spanning the whole volume.
 """
 
 import json
@@ -35,8 +36,8 @@ def add_parser(subparsers):
         "made box by box with a 1-voxel overlap so the pieces meet exactly, in physical units "
         "(nm, Neuroglancer's coordinates: voxel i spans offset + i to offset + i + 1 voxels). "
         "-o writes a precomputed segmentation with the meshes attached (legacy format: each "
-        "object's pieces welded into one fragment), --export writes one OBJ, PLY or STL file "
-        "per object. --reduction simplifies (zmesh's quadric simplifier) keeping the pieces' "
+        "object's pieces welded into one fragment, several for objects of more than "
+        f"{FRAGMENT_TRIANGLES:,} triangles), --export writes one OBJ, PLY or STL file per object. --reduction simplifies (zmesh's quadric simplifier) keeping the pieces' "
         "rims, so they still meet.",
         epilog="example: neurostation mesh ./labels -o ./labels_meshed --export meshes "
         "--labels 1,5,7 --export-format stl --reduction 4",
@@ -65,8 +66,11 @@ def add_parser(subparsers):
     return p
 
 
-# Objects welded per task (the last step runs over batches of objects, not boxes).
+# Objects welded per task at most (the last step runs over batches of objects, not boxes).
 WELD_BATCH = 256
+# Triangles welded into one fragment at most: an object's pieces beyond it go to further
+# fragments, so welding memory stays bounded (some 30 MB of mesh) however large the object.
+FRAGMENT_TRIANGLES = 1_000_000
 
 
 class MeshBox:
@@ -144,49 +148,66 @@ def volume_frame(args, source):
 
 
 class WeldObjects:
-    """Weld each object's pieces (vertices at equal positions merged) into one mesh: written as
-    the object's legacy fragment `<id>:0:all` in `mesh_dir` and, for the chosen objects
-    (`wanted`, None: all), as an export file in `export_dir`; either folder may be None.
-    Called with [(label, piece names)]; picklable."""
+    """Weld pieces (vertices at equal positions merged): each group of an object's pieces into
+    its legacy fragment `<id>:0:<group>` in `mesh_dir`, and all pieces of each chosen object
+    (`wanted`, None: all) into its export file in `export_dir`; either folder may be None.
+    Called with [(label, groups of piece names)]; picklable."""
 
     def __init__(self, pieces_dir, mesh_dir, export_dir, kind, wanted):
         self.pieces_dir, self.mesh_dir, self.export_dir = pieces_dir, mesh_dir, export_dir
         self.kind, self.wanted = kind, wanted
 
     def __call__(self, batch):
-        for label, names in batch:
-            pieces = []
-            for name in names:
-                with open(os.path.join(self.pieces_dir, name), "rb") as handle:
-                    pieces.append(decode_fragment(handle.read()))
-            vertices, faces = weld(pieces)
+        for label, groups in batch:
+            whole = None
             if self.mesh_dir:
-                with open(os.path.join(self.mesh_dir, fragment_name(label)), "wb") as out:
-                    out.write(encode_fragment(vertices, faces))
+                for group, names in enumerate(groups):
+                    whole = self._weld(names)
+                    with open(os.path.join(self.mesh_dir, f"{label}:0:{group}"), "wb") as out:
+                        out.write(encode_fragment(*whole))
             if self.export_dir and (self.wanted is None or label in self.wanted):
-                write_mesh(os.path.join(self.export_dir, f"label_{label}.{self.kind}"), vertices,
-                           faces, self.kind)
+                if whole is None or len(groups) > 1:  # (export files: the object in one piece)
+                    whole = self._weld([name for names in groups for name in names])
+                write_mesh(os.path.join(self.export_dir, f"label_{label}.{self.kind}"), *whole,
+                           self.kind)
         return len(batch)
 
+    def _weld(self, names):
+        pieces = []
+        for name in names:
+            with open(os.path.join(self.pieces_dir, name), "rb") as handle:
+                pieces.append(decode_fragment(handle.read()))
+        return weld(pieces)
 
-def fragment_name(label):
-    """The file of an object's welded mesh in the mesh folder (its manifest is `<id>:0`)."""
-    return f"{label}:0:all"
+
+def fragment_groups(pieces):
+    """An object's pieces [(name, triangles)] in groups of consecutive pieces of at most
+    FRAGMENT_TRIANGLES triangles (a larger piece alone), one fragment each."""
+    groups, total = [[]], 0
+    for name, count in pieces:
+        if groups[-1] and total + count > FRAGMENT_TRIANGLES:
+            groups.append([])
+            total = 0
+        groups[-1].append(name)
+        total += count
+    return groups
 
 
-def weld_objects(pieces, task, jobs):
-    """Run `task` (WeldObjects) over the objects in batches of WELD_BATCH."""
-    items = sorted(pieces.items())
-    batches = [items[i:i + WELD_BATCH] for i in range(0, len(items), WELD_BATCH)]
+def weld_objects(groups, task, jobs):
+    """Run `task` (WeldObjects) over the objects' fragment groups: at most WELD_BATCH objects a
+    task, at least 4 tasks a process to balance them."""
+    items = sorted(groups.items())
+    size = max(1, min(WELD_BATCH, -(-len(items) // (4 * jobs))))
+    batches = [items[i:i + size] for i in range(0, len(items), size)]
     for _ in run_tasks(task, batches, jobs, desc="welding objects"):
         pass
 
 
-def attach_meshes(volume, folder, labels):
+def attach_meshes(volume, folder, groups):
     """Manifests `<id>:0`, mesh/info and the `mesh` key of the segmentation's info."""
-    for label in labels:
+    for label, parts in groups.items():
         with open(os.path.join(folder, f"{label}:0"), "w", encoding="utf-8") as out:
-            json.dump({"fragments": [fragment_name(label)]}, out)
+            json.dump({"fragments": [f"{label}:0:{group}" for group in range(len(parts))]}, out)
     with open(os.path.join(folder, "info"), "w", encoding="utf-8") as out:
         json.dump({"@type": "neuroglancer_legacy_mesh"}, out)
     info_path = os.path.join(volume, "info")
@@ -231,10 +252,10 @@ def run(args):
         task = MeshBox(source, folder, voxel_nm, offset, args.reduction)
         for found in run_tasks(task, label_boxes(source), jobs, desc="meshing boxes"):
             for label, name, count in found:
-                pieces.setdefault(label, []).append(name)
+                pieces.setdefault(label, []).append((name, count))
                 triangles += count
-        for names in pieces.values():
-            names.sort()  # boxes end in any order; files do not depend on it
+        groups = {label: fragment_groups(sorted(named))  # boxes end in any order
+                  for label, named in pieces.items()}
         if not pieces:
             raise UserError(f"{source.name} holds no object (every voxel is 0): nothing to mesh")
         missing = sorted((wanted or set()) - pieces.keys())
@@ -246,12 +267,12 @@ def run(args):
         for made in (mesh_dir, export_dir):
             if made:
                 os.makedirs(made)
-        welded = pieces if args.output or wanted is None else {k: pieces[k] for k in wanted}
+        welded = groups if args.output or wanted is None else {k: groups[k] for k in wanted}
         weld_objects(welded, WeldObjects(folder, mesh_dir, export_dir, args.export_format,
                                          wanted), jobs)
         if args.output:
             write_segmentation(args, source, volume, voxel_nm, copy, jobs)
-            attach_meshes(volume, mesh_dir, pieces)
+            attach_meshes(volume, mesh_dir, groups)
             kept = read_record(to_url(args.input if copy else volume)) or {}
             record = {k: v for k, v in kept.items() if k not in ("complete", "neurostation_version")}
             write_record(to_url(volume), **record, meshes={
@@ -262,8 +283,8 @@ def run(args):
             publish(export_dir, args.export)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"meshed {len(pieces)} objects: {triangles} triangles, welded from "
-          f"{sum(map(len, pieces.values()))} box pieces")
+    print(f"meshed {len(pieces)} objects: {triangles} triangles, {sum(map(len, pieces.values()))} "
+          f"box pieces welded into {sum(map(len, groups.values()))} fragments")
 
 
 def describe_labels(pieces):
