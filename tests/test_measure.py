@@ -220,3 +220,23 @@ def test_surface_areas_of_touching_labels_equal_meshing_each_alone(seed):
         vertices, faces, _, _ = marching_cubes((cells == label).astype(np.float32), 0.5,
                                                allow_degenerate=False)
         assert area == pytest.approx(mesh_surface_area(vertices * spacing, faces), rel=1e-10)
+
+
+def test_flat_and_thin_objects_have_zero_axes(small_boxes, tmp_path):  # noqa: F811
+    """A one-voxel-thick diagonal plate and diagonal lines, cut by many boxes: the axes they
+    lack are exactly 0 (their covariance's zero eigenvalues, not float rounding), the others
+    positive."""
+    labels = np.zeros((14, 15, 16), np.uint16)  # z, y, x
+    z, y = np.meshgrid(np.arange(1, 13), np.arange(1, 14), indexing="ij")
+    labels[z, y, y] = 1  # the plate x == y
+    steps = np.arange(1, 13)
+    labels[steps, steps, 15 - steps] = 2  # lines along (-1, 1, 1) and (1, 1, 0)
+    labels[13, steps, steps] = 3
+    path = write_ome(tmp_path / "thin.ome.tif", labels)
+    out = tmp_path / "objects.tsv"
+    assert main(["measure", path, "-o", str(out), "--jobs", "1"]) == 0
+    table = pd.read_csv(out, sep="\t").set_index("label")
+    assert table.loc[1, "axis_minor_um"] == 0 and table.loc[1, "axis_middle_um"] > 0
+    for line in (2, 3):
+        assert table.loc[line, "axis_minor_um"] == table.loc[line, "axis_middle_um"] == 0
+        assert table.loc[line, "axis_major_um"] > 0

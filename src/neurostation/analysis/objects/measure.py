@@ -128,7 +128,9 @@ def axis_lengths(m, size):
     for c, (i, j) in enumerate(PAIRS):
         cov[:, i, j] = cov[:, j, i] = m.m2[:, c] / m.count * size[i] * size[j]
     eig = np.linalg.eigvalsh(cov)[:, ::-1] if len(m) else np.zeros((0, 3))
-    return np.sqrt(20 * np.clip(eig, 0, None))
+    # below float rounding of the largest: a flat or thin object's zero axes, not noise
+    eig[eig < 1e-12 * eig[:, :1]] = 0
+    return np.sqrt(20 * eig)
 
 
 def summary_row(name, table, unit):
