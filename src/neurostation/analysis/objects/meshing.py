@@ -139,8 +139,8 @@ def _mixed_cubes(cells):
         inner |= edges
     first = np.flatnonzero(mixed)  # each mixed cube's first corner, as an offset in memory
     flat = c.ravel()
-    return np.stack([flat[first + (dx * step[0] + dy * step[1] + dz * step[2])]
-                     for dx, dy, dz in _CORNERS])
+    return np.stack([flat[first + (i * step[0] + j * step[1] + k * step[2])]
+                     for i, j, k in _CORNERS])
 
 
 def _corner_bits(flags):
