@@ -2,8 +2,9 @@
 skimage.measure.label on the whole array in memory: same partition (and the same numbering as
 cc3d in x-fastest order), time ratios, peak RSS; then the volume 8 times larger (tiled 2x2x2)
 against cc3d again: start-up (imports, process pools) no longer dominates there, and our peak
-RSS stays flat while cc3d's grows 8 times. Every run is a subprocess measured by measure_run (wall, CPU, peak RSS);
-the last lines say per size whether --jobs 2 beats cc3d's single call (the issue's goal).
+RSS stays flat while cc3d's grows 8 times. Every run is a subprocess measured by measure_run
+(wall, CPU, peak RSS); the last lines say per size whether --jobs 2 beats cc3d's single call
+(the issue's goal).
 
     .venv/bin/python benchmarks/bench_label.py [--workdir DIR] [--skip-large]
 """

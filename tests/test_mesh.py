@@ -107,8 +107,8 @@ def test_meshes_equal_marching_cubes_in_memory(labels_file, small_boxes, tmp_pat
     assert np.array_equal(CloudVolume(f"file://{volume}")[:, :, :][..., 0].T, labels)
 
 
-def test_large_objects_are_split_into_several_fragments(labels_file, small_boxes, tmp_path,  # noqa: F811
-                                                         monkeypatch):
+def test_large_objects_are_split_into_several_fragments(labels_file, small_boxes,  # noqa: F811
+                                                         tmp_path, monkeypatch):
     """An object of more triangles than FRAGMENT_TRIANGLES gets several fragments, each of
     consecutive pieces welded; together they weld into the one-fragment mesh."""
     path, _ = labels_file

@@ -37,7 +37,8 @@ def add_parser(subparsers):
         "(nm, Neuroglancer's coordinates: voxel i spans offset + i to offset + i + 1 voxels). "
         "-o writes a precomputed segmentation with the meshes attached (legacy format: each "
         "object's pieces welded into one fragment, several for objects of more than "
-        f"{FRAGMENT_TRIANGLES:,} triangles), --export writes one OBJ, PLY or STL file per object. --reduction simplifies (zmesh's quadric simplifier) keeping the pieces' "
+        f"{FRAGMENT_TRIANGLES:,} triangles), --export writes one OBJ, PLY or STL file per "
+        "object. --reduction simplifies (zmesh's quadric simplifier) keeping the pieces' "
         "rims, so they still meet.",
         epilog="example: neurostation mesh ./labels -o ./labels_meshed --export meshes "
         "--labels 1,5,7 --export-format stl --reduction 4",
@@ -159,18 +160,18 @@ class WeldObjects:
 
     def __call__(self, batch):
         for label, groups in batch:
-            whole = None
+            mesh = None  # the last fragment welded: the whole object when it has one
             if self.mesh_dir:
                 for group, names in enumerate(groups):
-                    whole = self._weld(names)
-                    with open(os.path.join(self.mesh_dir, f"{label}:0:{group}"), "wb") as out:
-                        out.write(encode_fragment(*whole))
+                    mesh = self._weld(names)
+                    path = os.path.join(self.mesh_dir, fragment_name(label, group))
+                    with open(path, "wb") as out:
+                        out.write(encode_fragment(*mesh))
             if self.export_dir and (self.wanted is None or label in self.wanted):
-                if whole is None or len(groups) > 1:  # (export files: the object in one piece)
-                    whole = self._weld([name for names in groups for name in names])
-                write_mesh(os.path.join(self.export_dir, f"label_{label}.{self.kind}"), *whole,
+                if mesh is None or len(groups) > 1:  # an export file holds the whole object
+                    mesh = self._weld([name for names in groups for name in names])
+                write_mesh(os.path.join(self.export_dir, f"label_{label}.{self.kind}"), *mesh,
                            self.kind)
-        return len(batch)
 
     def _weld(self, names):
         pieces = []
@@ -178,6 +179,11 @@ class WeldObjects:
             with open(os.path.join(self.pieces_dir, name), "rb") as handle:
                 pieces.append(decode_fragment(handle.read()))
         return weld(pieces)
+
+
+def fragment_name(label, group):
+    """The file of an object's `group`-th welded fragment (its manifest is `<id>:0`)."""
+    return f"{label}:0:{group}"
 
 
 def fragment_groups(pieces):
@@ -207,7 +213,8 @@ def attach_meshes(volume, folder, groups):
     """Manifests `<id>:0`, mesh/info and the `mesh` key of the segmentation's info."""
     for label, parts in groups.items():
         with open(os.path.join(folder, f"{label}:0"), "w", encoding="utf-8") as out:
-            json.dump({"fragments": [f"{label}:0:{group}" for group in range(len(parts))]}, out)
+            json.dump({"fragments": [fragment_name(label, group) for group in range(len(parts))]},
+                      out)
     with open(os.path.join(folder, "info"), "w", encoding="utf-8") as out:
         json.dump({"@type": "neuroglancer_legacy_mesh"}, out)
     info_path = os.path.join(volume, "info")
