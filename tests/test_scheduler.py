@@ -129,3 +129,18 @@ def test_count_and_compare_on_cluster_equal_local(cluster, small_boxes, tmp_path
     pd.testing.assert_frame_equal(runs["dask"][2], runs["local"][2])
     assert list(runs["local"][1]["objects"]) == [30, 30]
     assert 0 < runs["local"][2]["true_positives"][0] < 30
+
+
+def test_relative_paths_reach_the_workers(cluster, monkeypatch, tmp_path):
+    """Inputs named relative to our working folder (Galaxy's wrappers link them into
+    `inputs/`) are read by workers that run in another folder."""
+    address, _ = cluster
+    labels = partition((6, 12, 10), 5, seed=2)
+    (tmp_path / "inputs").mkdir()
+    write_ome(tmp_path / "inputs" / "labels.ome.tif", labels)
+    monkeypatch.chdir(tmp_path)
+    for where, extra in (("local", ["--jobs", "1"]), ("dask", ["--scheduler", address])):
+        assert main(["measure", "inputs/labels.ome.tif", "-o", f"{where}.tsv", *extra]) == 0
+    table = pd.read_csv("dask.tsv", sep="\t")
+    pd.testing.assert_frame_equal(table, pd.read_csv("local.tsv", sep="\t"))
+    assert list(table["label"]) == list(np.unique(labels)[1:]) and len(table) == 5

@@ -9,54 +9,31 @@ cut-out voxels must equal the uploaded stack's.
 
 import json
 import os
-import subprocess
 import uuid
 
 import pytest
-from bioblend.galaxy import GalaxyInstance
+from galaxy_jobs import run_tool, tiff_voxels
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-PACKAGE_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 STACK = os.path.join(ROOT, "test-data", "stack.ome.tif")
 
 
 @pytest.fixture(scope="module")
-def galaxy():
-    url, key = os.environ.get("GALAXY_URL"), os.environ.get("GALAXY_USER_KEY")
+def galaxy(user_galaxy):
     bucket = os.environ.get("NS_S3_URL")
-    if not (url and key and bucket):
-        pytest.fail("GALAXY_URL, GALAXY_USER_KEY and NS_S3_URL are not set: run through "
-                    "scripts/test (or eval \"$(scripts/galaxy env)\" first)")
-    gi = GalaxyInstance(url, key=key)
+    if not bucket:
+        pytest.fail("NS_S3_URL is not set: run through scripts/test (or eval "
+                    "\"$(scripts/galaxy env)\" first)")
+    gi = user_galaxy
     history = gi.histories.create_history("object storage test")
     yield gi, history["id"], bucket
     gi.histories.delete_history(history["id"], purge=True)
 
 
-def _run(gi, history, tool, inputs, ok=True):
-    run = gi.tools.run_tool(history, tool, inputs)
-    out = run["outputs"][0]
-    gi.datasets.wait_for_dataset(out["id"], maxwait=900, check=False)
-    state = gi.datasets.show_dataset(out["id"])["state"]
-    job = gi.jobs.show_job(run["jobs"][0]["id"], full_details=True)
-    assert (state == "ok") == ok, f"{tool}: {state}\n{job.get('stderr', '')}"
-    return out, job
-
-
 def _stack_region(bbox):
-    """The uploaded stack's voxels in bbox (x0,y0,z0,x1,y1,z1), as a nested list (the
-    package venv reads TIFF; this venv only drives Galaxy)."""
-    code = ("import sys, json, tifffile; x0,y0,z0,x1,y1,z1 = json.loads(sys.argv[2]); "
-            "a = tifffile.imread(sys.argv[1]); print(json.dumps(a[z0:z1, y0:y1, x0:x1].tolist()))")
-    out = subprocess.run([PACKAGE_PYTHON, "-c", code, STACK, json.dumps(bbox)],
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
-
-
-def _tiff_voxels(path):
-    code = ("import sys, json, tifffile; print(json.dumps(tifffile.imread(sys.argv[1]).tolist()))")
-    out = subprocess.run([PACKAGE_PYTHON, "-c", code, path], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
+    """The uploaded stack's voxels in bbox (x0,y0,z0,x1,y1,z1), as a nested list."""
+    x0, y0, z0, x1, y1, z1 = bbox
+    return [[row[x0:x1] for row in plane[y0:y1]] for plane in tiff_voxels(STACK)[z0:z1]]
 
 
 def test_volume_to_object_storage_and_back(galaxy, tmp_path):
@@ -65,23 +42,23 @@ def test_volume_to_object_storage_and_back(galaxy, tmp_path):
     stack = upload["outputs"][0]
     gi.datasets.wait_for_dataset(stack["id"])
     url = f"{bucket}/galaxy-test/{uuid.uuid4().hex}/stack"
-    ref, _ = _run(gi, history, "ns_ingest_volume", {
+    ref, _ = run_tool(gi, history, "ns_ingest_volume", {
         "source|kind": "stack", "source|input": {"src": "hda", "id": stack["id"]},
         "destination|where": "url", "destination|url": url,
         "chunk_x": 4, "chunk_y": 4, "chunk_z": 2})
     assert json.loads(gi.datasets.download_dataset(ref["id"])) == {"url": url}
 
-    info, _ = _run(gi, history, "ns_image_info", {"input": {"src": "hda", "id": ref["id"]}})
+    info, _ = run_tool(gi, history, "ns_image_info", {"input": {"src": "hda", "id": ref["id"]}})
     text = gi.datasets.download_dataset(info["id"]).decode()
     assert "complete\tTrue" in text.splitlines() and "size_x\t20" in text.splitlines()
 
     bbox = [1, 2, 0, 7, 6, 3]
-    region, _ = _run(gi, history, "ns_cutout_volume", {
+    region, _ = run_tool(gi, history, "ns_cutout_volume", {
         "input": {"src": "hda", "id": ref["id"]}, "region|whole": "no",
         **{f"region|{k}": v for k, v in zip(("x0", "y0", "z0", "x1", "y1", "z1"), bbox)}})
     path = tmp_path / "region.tif"
     gi.datasets.download_dataset(region["id"], file_path=str(path), use_default_filename=False)
-    assert _tiff_voxels(str(path)) == _stack_region(bbox)
+    assert tiff_voxels(str(path)) == _stack_region(bbox)
 
 
 def test_missing_bucket_turns_the_job_red(galaxy):
@@ -89,7 +66,7 @@ def test_missing_bucket_turns_the_job_red(galaxy):
     upload = gi.tools.upload_file(STACK, history, file_type="ome.tiff", file_name="stack.ome.tif")
     gi.datasets.wait_for_dataset(upload["outputs"][0]["id"])
     missing = bucket.split("://")[0] + "://no-such-bucket/volume"
-    _, job = _run(gi, history, "ns_ingest_volume", {
+    _, job = run_tool(gi, history, "ns_ingest_volume", {
         "source|kind": "stack", "source|input": {"src": "hda", "id": upload["outputs"][0]["id"]},
         "destination|where": "url", "destination|url": missing}, ok=False)
     assert f"error: cannot write a volume at {missing}" in job["stderr"]

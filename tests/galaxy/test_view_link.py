@@ -13,7 +13,6 @@ import sys
 import urllib.request
 
 import pytest
-from bioblend.galaxy import GalaxyInstance
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "ui"))
@@ -24,12 +23,8 @@ VOLUMES = {"vol_ome": os.path.join(ROOT, "test-data", "vol_ome"),
 
 
 @pytest.fixture(scope="module")
-def galaxy(tmp_path_factory):
-    url, key = os.environ.get("GALAXY_URL"), os.environ.get("GALAXY_USER_KEY")
-    if not (url and key):
-        pytest.fail("GALAXY_URL and GALAXY_USER_KEY are not set: run through scripts/test "
-                    "(or eval \"$(scripts/galaxy env)\" first)")
-    gi = GalaxyInstance(url, key=key)
+def galaxy(user_galaxy, tmp_path_factory):
+    gi = user_galaxy
     history = gi.histories.create_history("viewer link test")
     datasets = {name: upload_directory(gi, history["id"], folder, "neuroglancer_precomputed",
                                        tmp_path_factory.mktemp(name))

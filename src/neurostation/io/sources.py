@@ -174,6 +174,8 @@ def open_source(inputs, names, workdir):
     if names and len(names) != len(inputs):
         raise UserError(f"--names gives {len(names)} names for {len(inputs)} inputs")
     names = list(names) if names else [os.path.basename(p) for p in inputs]
+    # absolute: box tasks may run on Dask workers, whose working folder is not ours
+    inputs = [os.path.abspath(p) for p in inputs]
     if len(inputs) == 1 and os.path.isdir(inputs[0]):
         folder = inputs[0]
         inputs = [os.path.join(folder, f) for f in os.listdir(folder) if not f.startswith(".")]
