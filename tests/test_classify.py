@@ -340,16 +340,22 @@ def test_physical_sigmas_follow_each_volume_voxel_size():
     assert coarse.sigmas == [(2.0, 2.0, 2.0)] and coarse.spacing == (1.0, 1.0, 1.0)
 
 
-def test_on_a_dask_cluster_equals_local(tmp_path, volumes, small_boxes, cluster):  # noqa: F811
+def test_on_a_dask_cluster_equals_local(tmp_path, volumes, small_boxes, cluster,  # noqa: F811
+                                        monkeypatch):
     """Gathering and classifying as box tasks on Dask workers (which load the model file
-    themselves from the temporary folder) give the local run's segmentation."""
+    themselves from the temporary folder) give the local run's segmentation; so does applying a
+    saved model named relative to our folder (the workers run in another)."""
     paths, _ = volumes
+    monkeypatch.chdir(tmp_path)
     common = [paths["image"], "--annotations", paths["annotations"], "--sigmas", "1,2",
               "--trees", "8"]
-    assert classify(*common, "-o", tmp_path / "local.ome.tif") == 0
-    assert classify(*common, "-o", tmp_path / "dask.ome.tif", "--scheduler", cluster[0]) == 0
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "dask.ome.tif"),
-                                  tifffile.imread(tmp_path / "local.ome.tif"))
+    assert classify(*common, "-o", "local.ome.tif", "--save-model", "model.skops") == 0
+    assert classify(*common, "-o", "dask.ome.tif", "--scheduler", cluster[0]) == 0
+    assert classify(paths["image"], "--apply", "model.skops", "-o", "applied.ome.tif",
+                    "--scheduler", cluster[0]) == 0
+    local = tifffile.imread("local.ome.tif")
+    np.testing.assert_array_equal(tifffile.imread("dask.ome.tif"), local)
+    np.testing.assert_array_equal(tifffile.imread("applied.ome.tif"), local)
 
 
 def test_max_samples_takes_an_even_subset(tmp_path, capsys, volumes):

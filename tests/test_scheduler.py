@@ -144,3 +144,25 @@ def test_relative_paths_reach_the_workers(cluster, monkeypatch, tmp_path):
     table = pd.read_csv("dask.tsv", sep="\t")
     pd.testing.assert_frame_equal(table, pd.read_csv("local.tsv", sep="\t"))
     assert list(table["label"]) == list(np.unique(labels)[1:]) and len(table) == 5
+
+
+def test_stitch_relative_tiles_on_cluster_equals_local(cluster, monkeypatch, tmp_path):
+    """stitch reads the tiles in box tasks: tiles named relative to our folder reach workers
+    running in another, and the mosaic equals the local run's."""
+    from test_stitch import cut_tiles, write_tiles
+    from skimage import color, data
+
+    address, client = cluster
+    tiles, _ = cut_tiles(color.rgb2gray(data.astronaut()) * 255, 2, 2, 96, 0.2, jitter=4, seed=5)
+    monkeypatch.chdir(tmp_path)
+    paths = write_tiles("tiles", tiles)
+    before = finished_tasks(client)
+    for where, extra in (("local", ["--jobs", "1"]), ("dask", ["--scheduler", address])):
+        assert main(["stitch", *paths, "--grid", "2x2", "--overlap", "0.2", "-o",
+                     f"{where}.tif", "--positions", f"{where}.tsv", *extra]) == 0
+    after = finished_tasks(client)
+    mosaic = tifffile.imread("local.tif")
+    np.testing.assert_array_equal(tifffile.imread("dask.tif"), mosaic)
+    assert open("dask.tsv").read() == open("local.tsv").read()
+    assert mosaic.shape[-2:] > (150, 150) and mosaic.std() > 10
+    assert sum(after.values()) > sum(before.values())

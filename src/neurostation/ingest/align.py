@@ -72,7 +72,7 @@ class Sections:
                             "one name per input, in the same order")
         names = list(names) if names else [os.path.basename(p) for p in inputs]
         order = sorted(range(len(inputs)), key=lambda i: (natural_key(names[i]), inputs[i]))
-        self.paths = [inputs[i] for i in order]
+        self.paths = [os.path.abspath(inputs[i]) for i in order]  # Dask workers run elsewhere
         self.names = [names[i] for i in order]
         facts = [self._describe(p, n) for p, n in zip(self.paths, self.names)]
         self.stack = None

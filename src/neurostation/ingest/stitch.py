@@ -149,7 +149,8 @@ def _check_options(args):
 
 
 def order_tiles(paths, names=None):
-    """[(name, path)] in natural order of the names (default: the file names)."""
+    """[(name, absolute path)] in natural order of the names (default: the file names); absolute
+    because Dask workers read the tiles in a working folder not ours."""
     if names is None:
         names = [os.path.basename(p) for p in paths]
     elif len(names) != len(paths):
@@ -162,7 +163,8 @@ def order_tiles(paths, names=None):
                 raise UserError(f"--names has {name!r} more than once; every tile needs its "
                                 "own name")
             seen.add(name)
-    return sorted(zip(names, paths), key=lambda t: (natural_key(t[0]), t[1]))
+    return sorted(zip(names, map(os.path.abspath, paths)),
+                  key=lambda t: (natural_key(t[0]), t[1]))
 
 
 def _describe_tile(name, path):

@@ -316,7 +316,9 @@ def run(args):
             save_model(model_path, MODEL_KIND, model, settings)
         features = feature_set(settings, source)
         check_model(model, settings, features, os.path.basename(model_path))
-        volume = Classified(source, features, model_path, settings["classes"], args.result)
+        # absolute: Dask workers load the model themselves, in a working folder not ours
+        volume = Classified(source, features, os.path.abspath(model_path), settings["classes"],
+                            args.result)
         if kind == "tiff":
             write_tiff(args.output, volume, source.voxel_nm, jobs, desc="classifying")
         else:
