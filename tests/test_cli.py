@@ -81,3 +81,19 @@ def test_internal_bug_keeps_traceback_exit_1(data):
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "RuntimeError: a bug" in result.stderr
     assert "error:" not in result.stderr.splitlines()[-1][:6]
+
+
+def test_staged_outputs_blame_only_what_they_write(tmp_path):
+    """An input that goes missing while outputs are staged is named, not the outputs; a write
+    that fails blames the outputs; neither leaves a file behind."""
+    from neurostation.errors import UserError
+    from neurostation.io.outputs import staged_file
+
+    with pytest.raises(UserError, match=r"^No such file or directory: .*gone\.tif$"):
+        with staged_file(tmp_path / "t.tsv", ".tsv") as temp:
+            open(temp, "w").close()
+            open(tmp_path / "gone.tif", "rb")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(UserError, match="^cannot write the outputs: .*No such file"):
+        with staged_file(tmp_path / "missing" / "t.tsv") as temp:
+            open(temp, "w")

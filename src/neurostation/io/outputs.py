@@ -25,6 +25,11 @@ def staged(targets):
             os.replace(temp, targets[name][0])
     except OSError as exc:
         _remove(temps.values())
+        outputs = {os.path.abspath(p) for p in [*temps.values(), *(t[0] for t in targets.values())]
+                   if p is not None}
+        if isinstance(exc.filename, str) and os.path.abspath(exc.filename) not in outputs:
+            # an input that went missing (e.g. on a Dask worker) is not an output's fault
+            raise UserError(f"{exc.strerror}: {exc.filename}") from None
         raise UserError(f"cannot write the outputs: {exc}") from None
     except BaseException:
         _remove(temps.values())
