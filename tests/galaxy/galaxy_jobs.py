@@ -1,5 +1,5 @@
-"""Helpers of the bioblend tests: run a tool and wait for its job; read TIFFs with the package
-venv's Python (this, the tooling venv, only drives Galaxy)."""
+"""Helpers of the bioblend tests: upload a TIFF, run a tool and wait for its job; read TIFFs
+with the package venv's Python (this, the tooling venv, only drives Galaxy)."""
 
 import json
 import os
@@ -7,6 +7,15 @@ import subprocess
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 PACKAGE_BIN = os.path.join(ROOT, ".venv", "bin")
+
+
+def upload_tiff(gi, history, path):
+    """Upload a TIFF as ome.tiff under its file name; once ready, the tool input naming it."""
+    upload = gi.tools.upload_file(str(path), history, file_type="ome.tiff",
+                                  file_name=os.path.basename(path))
+    dataset = upload["outputs"][0]
+    gi.datasets.wait_for_dataset(dataset["id"])
+    return {"src": "hda", "id": dataset["id"]}
 
 
 def run_tool(gi, history, tool, inputs, ok=True):

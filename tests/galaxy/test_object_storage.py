@@ -12,9 +12,8 @@ import os
 import uuid
 
 import pytest
-from galaxy_jobs import run_tool, tiff_voxels
+from galaxy_jobs import ROOT, run_tool, tiff_voxels, upload_tiff
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 STACK = os.path.join(ROOT, "test-data", "stack.ome.tif")
 
 
@@ -38,12 +37,10 @@ def _stack_region(bbox):
 
 def test_volume_to_object_storage_and_back(galaxy, tmp_path):
     gi, history, bucket = galaxy
-    upload = gi.tools.upload_file(STACK, history, file_type="ome.tiff", file_name="stack.ome.tif")
-    stack = upload["outputs"][0]
-    gi.datasets.wait_for_dataset(stack["id"])
+    stack = upload_tiff(gi, history, STACK)
     url = f"{bucket}/galaxy-test/{uuid.uuid4().hex}/stack"
     ref, _ = run_tool(gi, history, "ns_ingest_volume", {
-        "source|kind": "stack", "source|input": {"src": "hda", "id": stack["id"]},
+        "source|kind": "stack", "source|input": stack,
         "destination|where": "url", "destination|url": url,
         "chunk_x": 4, "chunk_y": 4, "chunk_z": 2})
     assert json.loads(gi.datasets.download_dataset(ref["id"])) == {"url": url}
@@ -63,10 +60,9 @@ def test_volume_to_object_storage_and_back(galaxy, tmp_path):
 
 def test_missing_bucket_turns_the_job_red(galaxy):
     gi, history, bucket = galaxy
-    upload = gi.tools.upload_file(STACK, history, file_type="ome.tiff", file_name="stack.ome.tif")
-    gi.datasets.wait_for_dataset(upload["outputs"][0]["id"])
+    stack = upload_tiff(gi, history, STACK)
     missing = bucket.split("://")[0] + "://no-such-bucket/volume"
     _, job = run_tool(gi, history, "ns_ingest_volume", {
-        "source|kind": "stack", "source|input": {"src": "hda", "id": upload["outputs"][0]["id"]},
+        "source|kind": "stack", "source|input": stack,
         "destination|where": "url", "destination|url": missing}, ok=False)
     assert f"error: cannot write a volume at {missing}" in job["stderr"]

@@ -13,9 +13,10 @@ import socket
 import subprocess
 
 import pytest
-from galaxy_jobs import PACKAGE_BIN, ROOT, package_python, run_tool, tiff_voxels
+from galaxy_jobs import PACKAGE_BIN, ROOT, package_python, run_tool, tiff_voxels, upload_tiff
 
 MASK = os.path.join(ROOT, "test-data", "label_mask.ome.tif")
+STACK = os.path.join(ROOT, "test-data", "stack.ome.tif")
 
 
 def _free_port():
@@ -62,19 +63,9 @@ def galaxy(user_galaxy):
     user_galaxy.histories.delete_history(history["id"], purge=True)
 
 
-def _upload(gi, history, path):
-    upload = gi.tools.upload_file(path, history, file_type="ome.tiff",
-                                  file_name=os.path.basename(path))
-    dataset = upload["outputs"][0]
-    gi.datasets.wait_for_dataset(dataset["id"])
-    return {"src": "hda", "id": dataset["id"]}
-
-
 def test_tools_run_their_boxes_on_the_scheduler(galaxy, cluster, tmp_path):
     gi, history = galaxy
-    upload = gi.tools.upload_file(MASK, history, file_type="ome.tiff", file_name="mask.ome.tif")
-    gi.datasets.wait_for_dataset(upload["outputs"][0]["id"])
-    mask = {"src": "hda", "id": upload["outputs"][0]["id"]}
+    mask = upload_tiff(gi, history, MASK)
     results = {}
     for where, address in (("job", ""), ("dask", cluster)):
         before = finished_tasks(cluster)
@@ -93,3 +84,28 @@ def test_tools_run_their_boxes_on_the_scheduler(galaxy, cluster, tmp_path):
     assert not any(job[2].values())  # on the job's own cores: nothing reached the scheduler
     assert dask[2].get("FirstPass", 0) >= 1 and dask[2].get("Contacts", 0) >= 1
     assert sum(dask[2].values()) > dask[2]["FirstPass"] + dask[2]["Contacts"]  # measure's too
+
+
+def test_workers_write_the_volume_into_the_job(galaxy, cluster, tmp_path):
+    """With the scheduler, "Filter image" into the history (a precomputed volume) has the workers
+    write the chunks into the job's output folder. "Extract region" (on the job's cores) reads
+    the whole volume back: voxel for voxel what the same chain gives without the scheduler."""
+    gi, history = galaxy
+    stack = upload_tiff(gi, history, STACK)
+    voxels, ran = {}, {}
+    for where, address in (("job", ""), ("dask", cluster)):
+        before = finished_tasks(cluster)
+        smooth, _ = run_tool(gi, history, "ns_filter_image", {
+            "input": stack, "filter|method": "gaussian", "filter|sigma": 1.5,
+            "destination|where": "galaxy", "chunk_x": 8, "chunk_y": 8, "chunk_z": 2,
+            "scheduler": address})
+        after = finished_tasks(cluster)
+        ran[where] = sum(after.values()) - sum(before.values())
+        region, _ = run_tool(gi, history, "ns_cutout_volume", {
+            "input": {"src": "hda", "id": smooth["id"]}, "region|whole": "yes"})
+        path = tmp_path / f"{where}.tif"
+        gi.datasets.download_dataset(region["id"], file_path=str(path), use_default_filename=False)
+        voxels[where] = tiff_voxels(path)
+    assert voxels["dask"] == voxels["job"]
+    assert len(voxels["job"]) == 4 and len({v for p in voxels["job"] for r in p for v in r}) > 50
+    assert ran["job"] == 0 and ran["dask"] > 1  # the filter's boxes and the pyramid's
