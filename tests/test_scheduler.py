@@ -166,3 +166,17 @@ def test_stitch_relative_tiles_on_cluster_equals_local(cluster, monkeypatch, tmp
     assert open("dask.tsv").read() == open("local.tsv").read()
     assert mosaic.shape[-2:] > (150, 150) and mosaic.std() > 10
     assert sum(after.values()) > sum(before.values())
+
+
+def test_a_file_the_workers_cannot_see_is_one_line(cluster):
+    """A worker's FileNotFoundError names the path and what the workers need."""
+    from neurostation.chunks import pool
+    from neurostation.errors import UserError
+
+    pool.use_scheduler(cluster[0])
+    try:
+        with pytest.raises(UserError, match=r"^a Dask worker cannot find /no/such/file: the "
+                           "workers must see the same files at the same paths as this machine$"):
+            list(pool.run_tasks(open, ["/no/such/file"]))
+    finally:
+        pool.use_scheduler(None)

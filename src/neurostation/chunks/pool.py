@@ -104,7 +104,12 @@ def _on_cluster(func, items, in_flight):
         running = as_completed([client.submit(func, item, pure=False)
                                 for item in islice(queue, in_flight * slots)], loop=client.loop)
         for future in running:
-            result = future.result()
+            try:
+                result = future.result()
+            except FileNotFoundError as exc:
+                raise UserError(f"a Dask worker cannot find {exc.filename or exc}: the "
+                                "workers must see the same files at the same paths as this "
+                                "machine") from None
             future.release()
             for item in islice(queue, 1):
                 running.add(client.submit(func, item, pure=False))
