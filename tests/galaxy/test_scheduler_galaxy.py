@@ -1,7 +1,7 @@
 """The tools' "Dask scheduler address" field, end to end: a Dask scheduler and two workers (the
-package venv) on loopback, and Galaxy runs "Label objects" and "Measure objects" in their job
-containers (the network destination) with that address. The labels and the table equal those of
-the same tools on the job's own cores, and the scheduler ran the box tasks.
+package venv) on loopback, and Galaxy runs tools in their job containers (the network
+destination) with that address. Their outputs equal those of the same tools on the job's own
+cores, and the scheduler ran the box tasks.
 
 Runs against the live local Galaxy (scripts/test starts it) through bioblend, in the tooling
 venv; the cluster and the checks of its task counts run with the package venv's Python.
@@ -64,6 +64,7 @@ def galaxy(user_galaxy):
 
 
 def test_tools_run_their_boxes_on_the_scheduler(galaxy, cluster, tmp_path):
+    """Label objects, then Measure objects on its labels: the same labels and table."""
     gi, history = galaxy
     mask = upload_tiff(gi, history, MASK)
     results = {}
